@@ -1,0 +1,1 @@
+"""Recipes shipped with lsvr-core (YAML package data)."""

@@ -1,0 +1,87 @@
+"""Shape and unit contracts of the pluggable components (checked by :mod:`lsvr_core.testing`).
+
+Feature maps are keyed by level name: backbones return ``c2``..``c5`` (strides 4..32), necks ``p3``..``p7``
+(strides 8..128) or whatever their ``output_shape()`` declares. Strides are pixels of the (padded) input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from lsvr_core.structures import Batch, Predictions, Targets
+
+
+@dataclass(frozen=True)
+class ShapeSpec:
+    """Channels and stride (pixels) of one feature level."""
+
+    channels: int
+    stride: int
+
+
+@runtime_checkable
+class Backbone(Protocol):
+    """``forward(images (B, 3, H, W) float32, normalised) -> {level: (B, C_l, H/s_l, W/s_l)}``."""
+
+    def __call__(self, images: Tensor) -> dict[str, Tensor]: ...
+
+    def output_shape(self) -> dict[str, ShapeSpec]: ...
+
+
+@runtime_checkable
+class Neck(Protocol):
+    """``forward({level: feature}) -> {level: feature}``, built with the backbone's ``output_shape()``."""
+
+    def __call__(self, features: dict[str, Tensor]) -> dict[str, Tensor]: ...
+
+    def output_shape(self) -> dict[str, ShapeSpec]: ...
+
+
+@runtime_checkable
+class Head(Protocol):
+    """A detection head over the neck's levels.
+
+    ``forward(features, batch)`` in training mode returns a dict of scalar loss tensors (keys starting with
+    ``loss``; the engine sums them). ``predict(features, batch)`` returns one :class:`Predictions` per image in
+    the input frame (the detector maps them back to original coordinates).
+    """
+
+    def __call__(self, features: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]: ...
+
+    def predict(self, features: dict[str, Tensor], batch: Batch) -> list[Predictions]: ...
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """Map-style dataset: ``ds[i] -> (image (3, H, W) uint8, Targets)`` in the input frame.
+
+    ``classes`` lists the class names in label order; ``aspect_ratios()`` returns W/H of every image (for
+    aspect-ratio grouping) without decoding images.
+    """
+
+    classes: list[str]
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Targets]: ...
+
+    def aspect_ratios(self) -> list[float]: ...
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """Accumulates original-frame predictions and computes metrics named ``<iou_type>/<stat>``.
+
+    The engine calls ``reset()``, ``process(predictions)`` per batch (on rank 0, with every rank's predictions
+    gathered), then ``evaluate()``, which returns e.g. ``{"bbox/AP": 0.41, "bbox/AP50": 0.6, ...}``.
+    """
+
+    def reset(self) -> None: ...
+
+    def process(self, predictions: list[Predictions]) -> None: ...
+
+    def evaluate(self) -> dict[str, float]: ...

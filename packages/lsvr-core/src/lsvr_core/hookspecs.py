@@ -1,0 +1,112 @@
+"""The lsvr plugin contract: every hook a plugin may implement (pluggy project name ``lsvr``).
+
+A plugin is a module or object with functions decorated by :data:`hookimpl` and named like the hooks
+below. Installed plugins are found through the ``lsvr`` entry-point group::
+
+    [project.entry-points.lsvr]
+    myplugin = "my_package.plugin"
+
+Registration hooks return lists of :class:`~lsvr_core.specs.ComponentSpec` (or
+:class:`~lsvr_core.specs.RecipeSpec`). They are called once at start-up and must not import torch: put
+config models in a torch-free module and point ``factory`` at the module that builds the component.
+
+Lifecycle hooks are called by the engine on every process; act only when ``run.is_main_process``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import pluggy
+
+from lsvr_core.specs import ComponentSpec, RecipeSpec, RunInfo
+
+PROJECT = "lsvr"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# --- registration -----------------------------------------------------------------------------------
+
+
+@hookspec
+def lsvr_backbones() -> list[ComponentSpec]:
+    """Backbones: ``factory(cfg) -> Backbone`` (see :class:`lsvr_core.contracts.Backbone`)."""
+
+
+@hookspec
+def lsvr_necks() -> list[ComponentSpec]:
+    """Necks: ``factory(cfg, input_shape) -> Neck`` (see :class:`lsvr_core.contracts.Neck`)."""
+
+
+@hookspec
+def lsvr_heads() -> list[ComponentSpec]:
+    """Heads: ``factory(cfg, input_shape, num_classes, task) -> Head`` (:class:`lsvr_core.contracts.Head`)."""
+
+
+@hookspec
+def lsvr_assigners() -> list[ComponentSpec]:
+    """Assigners: ``factory(cfg) -> callable``; the call signature is agreed between a head and its assigners."""
+
+
+@hookspec
+def lsvr_losses() -> list[ComponentSpec]:
+    """Losses: ``factory(cfg) -> nn.Module`` computing a scalar (or per-element) loss."""
+
+
+@hookspec
+def lsvr_datasets() -> list[ComponentSpec]:
+    """Datasets: ``factory(cfg, *, root, split, task) -> Dataset`` (:class:`lsvr_core.contracts.Dataset`)."""
+
+
+@hookspec
+def lsvr_evaluators() -> list[ComponentSpec]:
+    """Evaluators: ``factory(cfg, *, dataset, task) -> Evaluator`` (:class:`lsvr_core.contracts.Evaluator`)."""
+
+
+@hookspec
+def lsvr_layers() -> list[ComponentSpec]:
+    """Reusable layers other plugins may look up by name (e.g. ``dcn_v2``): ``factory(**kwargs) -> nn.Module``."""
+
+
+@hookspec
+def lsvr_recipes() -> list[RecipeSpec]:
+    """Shipped YAML configs, addressable as ``namespace:name`` in ``extends:`` and on the command line."""
+
+
+@hookspec
+def lsvr_add_commands(subparsers: argparse._SubParsersAction) -> None:  # noqa: SLF001
+    """Add sub-commands to the ``lsvr`` CLI.
+
+    Each added parser must set ``func`` via ``set_defaults(func=callable)``; the callable receives the parsed
+    ``argparse.Namespace`` and returns an exit code. Keep imports inside the callable.
+    """
+
+
+# --- run lifecycle (loggers) ----------------------------------------------------------------------------
+
+
+@hookspec
+def lsvr_run_start(run: RunInfo) -> None:
+    """The run starts: config validated, work dir created, model built."""
+
+
+@hookspec
+def lsvr_log_metrics(run: RunInfo, step: int, metrics: dict[str, float]) -> None:
+    """Periodic training scalars (losses, lr, throughput) at global iteration ``step``."""
+
+
+@hookspec
+def lsvr_epoch_end(run: RunInfo, epoch: int, iteration: int, metrics: dict[str, float]) -> None:
+    """An epoch ended; ``metrics`` holds its evaluation results (``bbox/AP`` ...) when it was evaluated."""
+
+
+@hookspec
+def lsvr_log_images(run: RunInfo, step: int, images: dict[str, Any]) -> None:
+    """Drawn predictions: ``images`` maps a caption to a PNG path or an (H, W, 3) uint8 array."""
+
+
+@hookspec
+def lsvr_run_end(run: RunInfo, status: str) -> None:
+    """The run ended; ``status`` is ``"completed"``, ``"interrupted"`` or ``"failed"``."""

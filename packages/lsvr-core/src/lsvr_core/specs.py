@@ -1,0 +1,230 @@
+"""Spec records that plugins return from the registration hooks, and the config base classes.
+
+A plugin describes each component with a frozen :class:`ComponentSpec`: the name used as ``type:`` in YAML,
+a pydantic config model, a lazily imported factory (``"module.path:callable"``), a one-line summary and the
+tasks it supports. Nothing here imports torch; a factory's module is imported only when the component is
+built.
+
+Config models subclass one of the slot bases below (:class:`BackboneConfig`, :class:`HeadConfig`, ...) and
+set ``type: Literal["name"] = "name"``. A field annotated with a slot base (for example a head's
+``loss_cls: LossConfig``) becomes, when the run config is built, a discriminated union over every
+registered config of that kind (see :mod:`lsvr_core.config.resolve`).
+
+Factory contracts (the argument lists the engine uses; shapes in :mod:`lsvr_core.contracts`):
+
+========== ===================================================================================
+kind       factory call
+========== ===================================================================================
+backbone   ``factory(cfg) -> Backbone``
+neck       ``factory(cfg, input_shape: dict[str, ShapeSpec]) -> Neck``
+head       ``factory(cfg, input_shape: dict[str, ShapeSpec], num_classes: int, task: str) -> Head``
+assigner   ``factory(cfg) -> callable`` (arguments are method specific)
+loss       ``factory(cfg) -> torch.nn.Module``
+dataset    ``factory(cfg, *, root: Path, split: str, task: str) -> Dataset``
+evaluator  ``factory(cfg, *, dataset, task: str) -> Evaluator``
+layer      ``factory(**kwargs) -> torch.nn.Module`` (building blocks such as a deformable conv)
+========== ===================================================================================
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Kind = Literal["backbone", "neck", "head", "assigner", "loss", "dataset", "evaluator", "layer"]
+KINDS: tuple[str, ...] = ("backbone", "neck", "head", "assigner", "loss", "dataset", "evaluator", "layer")
+
+
+class ComponentConfig(BaseModel):
+    """Base of every component config: unknown keys are rejected, ``type`` selects the component."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    type: str
+
+
+class BackboneConfig(ComponentConfig):
+    """Slot base for backbones (``model.backbone``)."""
+
+
+class NeckConfig(ComponentConfig):
+    """Slot base for necks (``model.neck``)."""
+
+
+class HeadConfig(ComponentConfig):
+    """Slot base for heads (``model.head``)."""
+
+
+class AssignerConfig(ComponentConfig):
+    """Slot base for assigners (usually nested in a head config)."""
+
+
+class LossConfig(ComponentConfig):
+    """Slot base for losses (usually nested in a head config)."""
+
+
+class DatasetConfig(ComponentConfig):
+    """Slot base for datasets (``data.train``, ``data.val``)."""
+
+
+class EvaluatorConfig(ComponentConfig):
+    """Slot base for evaluators (``eval.evaluator``)."""
+
+
+class LayerConfig(ComponentConfig):
+    """Slot base for layers (rarely configured directly)."""
+
+
+SLOT_BASES: dict[str, type[ComponentConfig]] = {
+    "backbone": BackboneConfig,
+    "neck": NeckConfig,
+    "head": HeadConfig,
+    "assigner": AssignerConfig,
+    "loss": LossConfig,
+    "dataset": DatasetConfig,
+    "evaluator": EvaluatorConfig,
+    "layer": LayerConfig,
+}
+
+
+def load_object(path: str) -> Any:
+    """Import ``"package.module:attr"`` and return the attribute.
+
+    Raises:
+        ImportError: the module cannot be imported (the original error is chained).
+        AttributeError: the module has no such attribute.
+    """
+    module_name, _, attr = path.partition(":")
+    if not attr:
+        raise ValueError(f"factory path {path!r} must look like 'package.module:callable'")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attr)
+    except AttributeError as err:
+        raise AttributeError(f"module {module_name!r} has no attribute {attr!r} (factory {path!r})") from err
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One registered component.
+
+    Attributes:
+        kind: one of :data:`KINDS`.
+        name: the YAML ``type`` value; unique per kind across all installed plugins.
+        config: pydantic model subclassing the slot base of ``kind`` with ``type: Literal[name]``.
+        factory: ``"module:callable"``, imported on first use only.
+        summary: one line for ``lsvr components``.
+        tasks: tasks the component supports (``bbox``, ``segm``, ``pose_bbox``, ``pose_kbox``, ...); empty
+            means task-agnostic.
+        plugin: name of the plugin that registered it (filled in by the plugin manager).
+        distribution: distribution (pip package) of that plugin (filled in by the plugin manager).
+    """
+
+    kind: str
+    name: str
+    config: type[ComponentConfig] | None
+    factory: str
+    summary: str
+    tasks: tuple[str, ...] = ()
+    plugin: str = ""
+    distribution: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"component {self.name!r}: unknown kind {self.kind!r}; valid kinds: {', '.join(KINDS)}")
+        if self.config is not None:
+            base = SLOT_BASES[self.kind]
+            if not issubclass(self.config, base):
+                raise TypeError(f"{self.kind} {self.name!r}: config {self.config.__name__} must subclass {base.__name__}")
+            type_field = self.config.model_fields.get("type")
+            if type_field is None or type_field.default != self.name:
+                raise TypeError(
+                    f"{self.kind} {self.name!r}: config {self.config.__name__} needs "
+                    f"`type: Literal[{self.name!r}] = {self.name!r}`"
+                )
+
+    def load(self) -> Callable[..., Any]:
+        """Import and return the factory callable."""
+        return load_object(self.factory)
+
+    def build(self, cfg: Any = None, /, *args: Any, **kwargs: Any) -> Any:
+        """Call the factory: ``factory(cfg, *args, **kwargs)`` (``cfg`` omitted for config-less layers)."""
+        factory = self.load()
+        return factory(*args, **kwargs) if self.config is None and cfg is None else factory(cfg, *args, **kwargs)
+
+
+@dataclass(frozen=True)
+class RecipeSpec:
+    """A shipped config file, addressable as ``namespace:name`` (e.g. ``lsnet:bbox_r50_1x_coco``).
+
+    Attributes:
+        namespace: short plugin name used before the colon.
+        name: recipe name, the file stem.
+        package: importable package that holds the YAML as package data.
+        resource: file name inside ``package``.
+        summary: one line for ``lsvr recipes``.
+        default_priority: > 0 marks a candidate for a bare ``lsvr run``; the highest wins.
+    """
+
+    namespace: str
+    name: str
+    package: str
+    resource: str
+    summary: str = ""
+    default_priority: int = 0
+    plugin: str = ""
+    distribution: str = ""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}:{self.name}"
+
+    def path(self) -> Path:
+        """Filesystem path of the YAML file (package data; importing ``package`` must not import torch)."""
+        from importlib.resources import files
+
+        return Path(str(files(self.package) / self.resource))
+
+
+def recipes_from_dir(namespace: str, package: str, summaries: dict[str, str], defaults: dict[str, int] | None = None) -> list[RecipeSpec]:
+    """Build :class:`RecipeSpec` records for every ``*.yaml`` shipped in ``package``.
+
+    Args:
+        namespace: the prefix used in ``namespace:recipe`` references.
+        package: importable package holding the YAML files.
+        summaries: optional one-line summary per recipe name.
+        defaults: optional ``default_priority`` per recipe name.
+    """
+    from importlib.resources import files
+
+    defaults = defaults or {}
+    out = []
+    for entry in sorted(files(package).iterdir(), key=lambda p: p.name):
+        if entry.name.endswith((".yaml", ".yml")):
+            stem = entry.name.rsplit(".", 1)[0]
+            out.append(
+                RecipeSpec(namespace, stem, package, entry.name, summaries.get(stem, ""), defaults.get(stem, 0))
+            )
+    return out
+
+
+@dataclass
+class RunInfo:
+    """What lifecycle hooks receive about the run.
+
+    Attributes:
+        config: the validated run config (a pydantic model).
+        work_dir: the run's work directory.
+        is_main_process: True on rank 0 (loggers should only act there).
+        resumed: True when the run continues from a checkpoint.
+        extras: free-form values a logger may keep between calls (e.g. its run handle).
+    """
+
+    config: Any
+    work_dir: Path
+    is_main_process: bool = True
+    resumed: bool = False
+    extras: dict[str, Any] = field(default_factory=dict)

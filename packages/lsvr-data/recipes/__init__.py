@@ -1,0 +1,1 @@
+"""Recipes shipped with lsvr-data (YAML package data)."""

@@ -1,0 +1,3 @@
+"""lsvr_data (importing it never imports torch)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Recipes shipped with lsvr-lesa (YAML package data)."""

@@ -1,0 +1,1 @@
+"""Recipes shipped with lsvr-lsnet (YAML package data)."""

@@ -1,0 +1,1 @@
+"""Recipes shipped with lsvr-mutualguide (YAML package data)."""

@@ -1,0 +1,1 @@
+"""Recipes shipped with lsvr-ops-triton (YAML package data)."""
