@@ -57,7 +57,7 @@ def lsvr_losses() -> list[ComponentSpec]:
 
 @hookspec
 def lsvr_datasets() -> list[ComponentSpec]:
-    """Datasets: ``factory(cfg, *, root, split, task) -> Dataset`` (:class:`lsvr_core.contracts.Dataset`)."""
+    """Datasets: ``factory(cfg, *, root, train, task) -> Dataset`` (:class:`lsvr_core.contracts.Dataset`)."""
 
 
 @hookspec

@@ -20,7 +20,7 @@ neck       ``factory(cfg, input_shape: dict[str, ShapeSpec]) -> Neck``
 head       ``factory(cfg, input_shape: dict[str, ShapeSpec], num_classes: int, task: str) -> Head``
 assigner   ``factory(cfg) -> callable`` (arguments are method specific)
 loss       ``factory(cfg) -> torch.nn.Module``
-dataset    ``factory(cfg, *, root: Path, split: str, task: str) -> Dataset``
+dataset    ``factory(cfg, *, root: Path, train: bool, task: str) -> Dataset`` (``train``: augment)
 evaluator  ``factory(cfg, *, dataset, task: str) -> Evaluator``
 layer      ``factory(**kwargs) -> torch.nn.Module`` (building blocks such as a deformable conv)
 ========== ===================================================================================

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lsvr_core.builtin import configs as c
+from lsvr_core.builtin.mask_rcnn_config import MaskRCNNHeadConfig
 from lsvr_core.hookspecs import hookimpl
 from lsvr_core.specs import ComponentSpec, RecipeSpec, recipes_from_dir
 
@@ -30,6 +31,9 @@ def lsvr_heads() -> list[ComponentSpec]:
     return [
         ComponentSpec("head", "fcos", c.FCOSHeadConfig, f"{_M}.fcos:build_fcos_head",
                       "FCOS over torchvision's head and loss: the one-stage baseline", ("bbox",)),
+        ComponentSpec("head", "mask_rcnn", MaskRCNNHeadConfig, f"{_M}.mask_rcnn:build_mask_rcnn_head",
+                      "Mask R-CNN (torchvision RPN, RoI box and mask heads) over any backbone + FPN",
+                      ("bbox", "segm")),
     ]
 
 
