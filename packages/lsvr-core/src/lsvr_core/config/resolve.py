@@ -12,11 +12,19 @@ import types
 import typing
 from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, BeforeValidator, Field, create_model
 
 from lsvr_core.specs import SLOT_BASES, ComponentConfig
 
 _BASE_TO_KIND = {base: kind for kind, base in SLOT_BASES.items()}
+
+
+def _none_registered(kind: str) -> Any:
+    def fail(value: Any) -> Any:
+        name = value.get("type") if isinstance(value, dict) else value
+        raise ValueError(f"unknown {kind} type {name!r}: no installed plugin registers any {kind}")
+
+    return fail
 
 
 class Resolver:
@@ -29,7 +37,7 @@ class Resolver:
     def union(self, kind: str) -> Any:
         members = tuple(self.model(m) for m in self.configs_by_kind.get(kind, []))
         if not members:
-            return SLOT_BASES[kind]  # validation then fails with "no <kind> registered" via the base's `type`
+            return Annotated[SLOT_BASES[kind], BeforeValidator(_none_registered(kind))]
         if len(members) == 1:
             return members[0]
         return Annotated[Union[members], Field(discriminator="type")]  # noqa: UP007
