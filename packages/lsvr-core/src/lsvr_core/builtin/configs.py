@@ -39,7 +39,7 @@ class FPNConfig(NeckConfig):
 
 
 class FocalLossConfig(LossConfig):
-    """Sigmoid focal loss (Lin et al. 2017), summed; divide by the number of positives outside."""
+    """Sigmoid focal loss (Lin et al. 2017): sum / avg_factor (the number of positives), or the mean without one."""
 
     type: Literal["focal"] = "focal"
     alpha: float = Field(0.25, ge=-1, le=1, description="negative disables alpha weighting")
