@@ -1,5 +1,19 @@
-"""The ops_triton plugin: registers its components with lsvr (torch-free)."""
+"""The ops_triton plugin: registers its layers with lsvr (torch-free)."""
 
 from __future__ import annotations
 
-from lsvr_core.hookspecs import hookimpl  # noqa: F401
+from lsvr_core.hookspecs import hookimpl
+from lsvr_core.specs import ComponentSpec
+
+_LAYER_KWARGS = ("factory kwargs: in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, "
+                 "groups=1, bias=True, offset_groups=1")
+
+
+@hookimpl
+def lsvr_layers() -> list[ComponentSpec]:
+    return [
+        ComponentSpec("layer", "dcn_v1", None, "lsvr_ops_triton.modules:DeformConv2d",
+                      f"deformable conv v1 with its own zero-initialised offset conv; {_LAYER_KWARGS}"),
+        ComponentSpec("layer", "dcn_v2", None, "lsvr_ops_triton.modules:ModulatedDeformConv2d",
+                      f"modulated deformable conv v2 (offset + sigmoid mask conv, zero-initialised); {_LAYER_KWARGS}"),
+    ]
