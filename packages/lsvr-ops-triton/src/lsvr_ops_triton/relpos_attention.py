@@ -20,6 +20,7 @@ CUDA tensors, ``torch`` otherwise.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from lsvr_ops_triton.relpos_reference import (
@@ -76,9 +77,10 @@ def relpos_attention(q: Tensor, k: Tensor, v: Tensor, table_h: Tensor, table_w: 
         return relpos_attention_reference(q, k, v, th, tw, height, width, content_scale, position_scale)
     if backend not in BACKENDS:
         raise ValueError(f"relpos_attention: unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-    rel_h, rel_w = relative_logits(q.float(), th.float(), tw.float(), height, width)  # fp32 (B, G, L, H|W)
+    acc = torch.promote_types(q.dtype, torch.float32)  # relative logits in fp32 (fp64 for gradcheck)
+    rel_h, rel_w = relative_logits(q.to(acc), th.to(acc), tw.to(acc), height, width)  # (B, G, L, H|W)
     if position_scale is not None:
-        c = position_scale.float().view(1, g, 1, 1)
+        c = position_scale.to(acc).view(1, g, 1, 1)
         rel_h, rel_w = rel_h * c, rel_w * c
     qa = q if content_scale is None else q * content_scale.to(q.dtype).view(1, g, 1, 1)
     if backend == "triton":

@@ -105,20 +105,21 @@ def relpos_attention_reference(q: Tensor, k: Tensor, v: Tensor, table_h: Tensor,
     Source: LESA spec §3.2 steps 4-8 with §6's per-head affine.
     """
     g = q.shape[1]
-    qf, kf, vf = q.float(), k.float(), v.float()
+    acc = torch.promote_types(q.dtype, torch.float32)  # fp32, or fp64 for gradcheck
+    qf, kf, vf = q.to(acc), k.to(acc), v.to(acc)
     dev = q.device
     rows = torch.arange(height, device=dev).repeat_interleave(width)  # (L,) row of each position
     cols = torch.arange(width, device=dev).repeat(height)  # (L,)
     d_row = rows[None, :] - rows[:, None] + height - 1  # (L_query, L_key) key minus query
     d_col = cols[None, :] - cols[:, None] + width - 1
-    qh = qf @ table_h.float().t()  # (B, G, L, 2H-1)
-    qw = qf @ table_w.float().t()  # (B, G, L, 2W-1)
+    qh = qf @ table_h.to(acc).t()  # (B, G, L, 2H-1)
+    qw = qf @ table_w.to(acc).t()  # (B, G, L, 2W-1)
     length = q.shape[2]
     idx_row = d_row.expand(q.shape[0], g, length, length)
     idx_col = d_col.expand(q.shape[0], g, length, length)
     s_pos = qh.gather(-1, idx_row) + qw.gather(-1, idx_col)  # (B, G, L, L)
     s_con = qf @ kf.transpose(-1, -2)  # (B, G, L, L)
-    a = torch.ones(g, device=dev) if content_scale is None else content_scale.float()
-    c = torch.ones(g, device=dev) if position_scale is None else position_scale.float()
+    a = torch.ones(g, device=dev, dtype=acc) if content_scale is None else content_scale.to(acc)
+    c = torch.ones(g, device=dev, dtype=acc) if position_scale is None else position_scale.to(acc)
     z = a.view(1, g, 1, 1) * s_con + c.view(1, g, 1, 1) * s_pos
     return (z.softmax(-1) @ vf).to(v.dtype)

@@ -201,7 +201,7 @@ class _RelposAttention(torch.autograd.Function):
         dv = v.shape[-1]
         height, width = rel_h.shape[-1], rel_w.shape[-1]
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        rel_h, rel_w = rel_h.float().contiguous(), rel_w.float().contiguous()
+        rel_h, rel_w = rel_h.contiguous(), rel_w.contiguous()
         out = torch.empty((b, g, length, dv), device=q.device, dtype=v.dtype)
         lse = torch.empty((b, g, length), device=q.device, dtype=torch.float32)
         block_m, block_n, precision, _ = _config(q.device)
@@ -241,7 +241,7 @@ def decomposed_attention_triton(q: Tensor, k: Tensor, v: Tensor, rel_h: Tensor, 
 
     Args:
         q, k: (B, G, L, Dqk) fp32/bf16/fp16 (same dtype); v: (B, G, L, Dv) same dtype; rel_h (B, G, L, H),
-            rel_w (B, G, L, W) with H * W = L (any float dtype; used in fp32). Dqk, Dv, H, W <= 256.
+            rel_w (B, G, L, W) float32 with H * W = L. Dqk, Dv, H, W <= 256.
     Returns:
         (B, G, L, Dv) in v's dtype; differentiable in all five inputs.
     Raises:
@@ -255,8 +255,11 @@ def decomposed_attention_triton(q: Tensor, k: Tensor, v: Tensor, rel_h: Tensor, 
     if rel_h.shape[:3] != q.shape[:3] or rel_w.shape[:3] != q.shape[:3]:
         raise ValueError(f"relpos attention: rel_h {tuple(rel_h.shape)} / rel_w {tuple(rel_w.shape)} must be "
                          f"(B, G, L, side) for q {tuple(q.shape)}")
-    if not (q.dtype == k.dtype == v.dtype):
-        raise ValueError(f"relpos attention: q, k, v dtypes differ ({q.dtype}, {k.dtype}, {v.dtype})")
+    if not (q.dtype == k.dtype == v.dtype) or q.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise ValueError(f"relpos attention kernel needs q, k, v of one dtype among float32, bfloat16, float16; "
+                         f"got {q.dtype}, {k.dtype}, {v.dtype}")
+    if rel_h.dtype != torch.float32 or rel_w.dtype != torch.float32:
+        raise ValueError(f"relpos attention kernel needs float32 rel_h, rel_w; got {rel_h.dtype}, {rel_w.dtype}")
     if max(dqk, v.shape[-1], height, width) > 256:
         raise ValueError(f"relpos attention kernel supports dims and sides up to 256, got Dqk={dqk}, "
                          f"Dv={v.shape[-1]}, H={height}, W={width}")
