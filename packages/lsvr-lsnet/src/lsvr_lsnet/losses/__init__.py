@@ -1,0 +1,1 @@
+"""LSNet's losses: ``cross_iou`` (spec §4.2)."""

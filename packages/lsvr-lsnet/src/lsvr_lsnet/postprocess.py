@@ -1,0 +1,94 @@
+"""LSNet inference: decode the refined landmarks, top-k per level, class-wise NMS (spec §6)."""
+
+from __future__ import annotations
+
+import torch
+from lsvr_core.structures import Batch, Predictions, Targets
+from torch import Tensor
+from torchvision.ops import batched_nms
+
+from lsvr_lsnet.criterion import HeadOutputs
+from lsvr_lsnet.encoding import decode_landmarks, landmarks_to_boxes
+from lsvr_lsnet.layouts import TaskLayout
+from lsvr_lsnet.targets import grid_points, valid_points
+
+
+class LSNetPostprocessor:
+    """Turn raw head outputs into input-frame :class:`~lsvr_core.structures.Predictions`.
+
+    Per image (§6): per level keep the ``nms_pre`` valid locations with the highest class score; decode the
+    refined landmarks (landmark = anchor + signed vector * stride) and the box; clamp both to the image; keep
+    (location, class) pairs with score > ``score_thr``; class-wise NMS at ``nms_iou``; keep ``max_per_img``.
+    Pose tasks then drop boxes whose area in the original image is <= ``pose_min_area`` (§6.6, §11.8).
+
+    Outputs per task: bbox — boxes + ``extreme_points`` (N, 4, 2); segm — ``contours`` (N, 36, 2) + their box;
+    pose_bbox — the box branch's box + ``keypoints`` (N, 17, 3) with score 1; pose_kbox — keypoints and their
+    min/max box. Works for any batch size (the reference's pose path only for 1, §11.8).
+
+    Args:
+        layout: the task layout.
+        nms_pre, score_thr, nms_iou, max_per_img, pose_min_area: as in :class:`~lsvr_lsnet.config.LSNetHeadConfig`.
+        pad_divisor: only locations inside each image's padded size are decoded.
+    """
+
+    def __init__(self, layout: TaskLayout, nms_pre: int, score_thr: float, nms_iou: float, max_per_img: int,
+                 pose_min_area: float, pad_divisor: int) -> None:
+        self.layout = layout
+        self.nms_pre, self.score_thr, self.nms_iou, self.max_per_img = nms_pre, score_thr, nms_iou, max_per_img
+        self.pose_min_area, self.pad_divisor = pose_min_area, pad_divisor
+
+    @torch.no_grad()
+    def __call__(self, out: HeadOutputs, batch: Batch, strides: list[int]) -> list[Predictions]:
+        sizes, device = out.sizes, out.cls[0].device
+        points, point_strides, _ = grid_points(sizes, strides, device)
+        starts = [0]
+        for h, w in sizes:
+            starts.append(starts[-1] + h * w)
+        return [self._image(out, i, t, points, point_strides, starts, sizes, strides, device)
+                for i, t in enumerate(batch.targets)]
+
+    def _image(self, out: HeadOutputs, i: int, meta: Targets, points: Tensor, point_strides: Tensor,
+               starts: list[int], sizes: list[tuple[int, int]], strides: list[int], device: torch.device) -> Predictions:
+        valid = valid_points(meta.image_size, sizes, strides, self.pad_divisor, device)
+        keep_idx, keep_scores = [], []
+        for lv, cls in enumerate(out.cls):
+            scores = cls[i].sigmoid().flatten(1).t()  # (H W, C)
+            idx = valid[starts[lv]:starts[lv + 1]].nonzero().squeeze(1)
+            scores = scores[idx]
+            if len(idx) > self.nms_pre:
+                _, top = scores.max(dim=1).values.topk(self.nms_pre)
+                idx, scores = idx[top], scores[top]
+            keep_idx.append(idx + starts[lv])
+            keep_scores.append(scores)
+        idx, scores = torch.cat(keep_idx), torch.cat(keep_scores)  # (M,), (M, C)
+
+        def landmarks(branch: str) -> Tensor:
+            vec = torch.cat([r[i].flatten(1).t() for r in out.refine[branch]])[idx]  # (M, 4K)
+            return decode_landmarks(vec.view(len(idx), -1, 4), points[idx], point_strides[idx])  # (M, K, 2) px
+
+        h_img, w_img = meta.image_size
+        limit = points.new_tensor([w_img, h_img])
+        main = landmarks(self.layout.main)
+        box_lm = main if self.layout.box == self.layout.main else landmarks(self.layout.box)
+        boxes = landmarks_to_boxes(box_lm, self.layout.branch(self.layout.box).box_from)
+        boxes = torch.minimum(boxes.clamp(min=0), limit.repeat(2))
+        main = torch.minimum(main.clamp(min=0), limit)
+
+        loc, label = (scores > self.score_thr).nonzero(as_tuple=True)
+        det_scores = scores[loc, label]
+        keep = batched_nms(boxes[loc], det_scores, label, self.nms_iou)[: self.max_per_img]
+        loc, label, det_scores = loc[keep], label[keep], det_scores[keep]
+        pred = Predictions(boxes=boxes[loc], scores=det_scores, labels=label, image_id=meta.image_id)
+        if self.layout.task == "bbox":
+            pred.extreme_points = main[loc, :4]
+        elif self.layout.task == "segm":
+            pred.contours = main[loc, :-1]
+        else:
+            kps = main[loc, :-1]
+            pred.keypoints = torch.cat([kps, kps.new_ones((*kps.shape[:2], 1))], dim=-1)
+            sx, sy = meta.scale
+            area = (pred.boxes[:, 2] - pred.boxes[:, 0]) * (pred.boxes[:, 3] - pred.boxes[:, 1]) / (sx * sy)
+            big = area > self.pose_min_area
+            pred = Predictions(pred.boxes[big], pred.scores[big], pred.labels[big], meta.image_id,
+                               keypoints=pred.keypoints[big])
+        return pred
