@@ -1,0 +1,67 @@
+"""Building what a run needs from the validated config: runtime settings, datasets, model, evaluator."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lsvr_core.errors import ConfigError
+
+
+def setup_runtime(cfg: Any) -> None:
+    """Apply ``runtime.threads``, seed every RNG with ``runtime.seed`` and honour ``runtime.deterministic``."""
+    rt = cfg.runtime
+    if rt.threads is not None:
+        torch.set_num_threads(rt.threads)
+    seed_everything(rt.seed)
+    if rt.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy and python ``random``."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def build_dataset(cfg: Any, manager: Any, *, train: bool) -> Any:
+    """The train split (``train=True``, augmented) or the val split (``data.val``; ``train=False``).
+
+    Raises:
+        ConfigError: ``data.val`` is needed but not set.
+    """
+    section = cfg.data.train if train else cfg.data.val
+    if section is None:
+        raise ConfigError("data.val is not set: evaluation needs a validation dataset")
+    return manager.build("dataset", section, root=cfg.data.root, train=train, task=cfg.task)
+
+
+def build_evaluator(cfg: Any, manager: Any, dataset: Any) -> Any | None:
+    """The ``eval.evaluator`` over ``dataset``, or None when no evaluator is configured."""
+    if cfg.eval.evaluator is None:
+        return None
+    return manager.build("evaluator", cfg.eval.evaluator, dataset=dataset, task=cfg.task)
+
+
+def build_model(cfg: Any, manager: Any) -> nn.Module:
+    """The detector (backbone -> neck -> head) of ``cfg.model``.
+
+    ``model.init_from: torchvision`` turns on the backbone's ``pretrained`` option (ImageNet weights read
+    from torch's cache; the backbone raises a clear error when they are not there offline).
+    """
+    from lsvr_core.models.detector import build_detector
+
+    if cfg.model.init_from == "torchvision":
+        backbone = cfg.model.backbone
+        if "pretrained" not in type(backbone).model_fields:
+            raise ConfigError(f"model.init_from=torchvision: backbone {backbone.type!r} has no 'pretrained' option")
+        cfg = cfg.model_copy(deep=True)
+        cfg.model.backbone.pretrained = True
+    return build_detector(cfg, manager)

@@ -1,0 +1,91 @@
+"""Evaluation: inference over the (sharded) val set, gathering to rank 0, the evaluator, drawn samples."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Subset
+
+from lsvr_core.engine import distributed as D
+from lsvr_core.engine.data import eval_loader
+from lsvr_core.engine.optim import Precision
+from lsvr_core.structures import Predictions
+
+
+def to_cpu_fp32(pred: Predictions) -> Predictions:
+    """Move a prediction to the CPU with floating tensors in float32 (bf16 autocast outputs included)."""
+    pred = pred.to("cpu")
+    for f in fields(pred):
+        value = getattr(pred, f.name)
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != torch.float32:
+            setattr(pred, f.name, value.float())
+    return pred
+
+
+def eval_subset(dataset: Any, max_images: int | None) -> Any:
+    """The first ``max_images`` images of ``dataset`` (all when None)."""
+    if max_images is None or max_images >= len(dataset):
+        return dataset
+    return Subset(dataset, range(max_images))
+
+
+@torch.no_grad()
+def predict_dataset(model: nn.Module, dataset: Any, *, device: torch.device, precision: Precision, dist: D.DistInfo,
+                    batch_size: int, num_workers: int, size_divisor: int, channels_last: bool = False
+                    ) -> list[tuple[int, Predictions]]:
+    """Predictions (original frame, CPU, float32) of every image, gathered from all ranks, sorted by index.
+
+    Returns:
+        ``[(dataset index, Predictions)]`` on every rank.
+    """
+    loader = eval_loader(dataset, batch_size=batch_size, rank=dist.rank, world_size=dist.world_size,
+                         num_workers=num_workers, pin_memory=device.type == "cuda", size_divisor=size_divisor)
+    was_training = model.training
+    model.eval()
+    local: list[tuple[int, Predictions]] = []
+    try:
+        for batch, indices in loader:
+            batch = batch.to(device)
+            if channels_last:
+                batch.images = batch.images.contiguous(memory_format=torch.channels_last)
+            with precision.autocast():
+                preds = model(batch)
+            local += [(i, to_cpu_fp32(p)) for i, p in zip(indices, preds)]
+    finally:
+        model.train(was_training)
+    gathered = [item for part in D.all_gather_objects(local, dist) for item in part]
+    return sorted(gathered, key=lambda item: item[0])
+
+
+def score(evaluator: Any, predictions: list[tuple[int, Predictions]]) -> dict[str, float]:
+    """Run ``reset / process / evaluate`` over the gathered predictions (rank 0)."""
+    evaluator.reset()
+    chunk = 16
+    preds = [p for _, p in predictions]
+    for i in range(0, len(preds), chunk):
+        evaluator.process(preds[i : i + chunk])
+    return {k: float(v) for k, v in evaluator.evaluate().items()}
+
+
+def draw_samples(dataset: Any, predictions: list[tuple[int, Predictions]], *, num: int, out_dir: Path, tag: str,
+                 class_names: list[str] | None, score_thresh: float = 0.3) -> dict[str, Path]:
+    """Draw the first ``num`` predictions on their images (resized back to the original size) as PNGs.
+
+    Returns:
+        caption -> PNG path.
+    """
+    from lsvr_core.visualize import draw_predictions, resize_to, save_png
+
+    out: dict[str, Path] = {}
+    for index, pred in predictions[:num]:
+        image, meta = dataset[index]
+        if meta.flipped:
+            image = image.flip(-1)
+        drawn = draw_predictions(resize_to(image, tuple(meta.orig_size)), pred, class_names, score_thresh)
+        caption = f"{tag}/image_{meta.image_id}"
+        out[caption] = save_png(drawn, out_dir / f"{tag}_image_{meta.image_id}.png")
+    return out

@@ -1,0 +1,109 @@
+"""Training progress: a tqdm bar on an interactive terminal, plain periodic lines otherwise; eval tables.
+
+Progress lines always go to ``log.txt`` (every ``logging.interval`` iterations); on a terminal the bar
+replaces them on screen.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from datetime import timedelta
+from typing import Any
+
+
+def _fmt_losses(values: dict[str, float]) -> str:
+    return " ".join(f"{k} {v:.4f}" for k, v in values.items())
+
+
+class Progress:
+    """Reports iterations of one run (rank 0 only; other ranks get ``enabled=False``).
+
+    Args:
+        log: the engine logger (its terminal handler drops lines marked ``progress`` while a bar is shown).
+        drop: the filter object whose ``active`` flag is set while the bar is shown.
+        interval: iterations between plain lines.
+        total_iters: iterations of the whole run (for ETA).
+        enabled: False on ranks other than 0.
+        use_bar: force the bar on/off (default: when stderr is a TTY).
+    """
+
+    def __init__(self, log: logging.Logger, drop: Any, *, interval: int, total_iters: int, enabled: bool = True,
+                 use_bar: bool | None = None) -> None:
+        self.log, self.drop = log, drop
+        self.interval, self.total_iters = interval, total_iters
+        self.enabled = enabled
+        self.use_bar = (sys.stderr.isatty() if use_bar is None else use_bar) and enabled
+        self.bar: Any = None
+        self.window: dict[str, list[float]] = {}
+        self.t_start = self.t_window = time.perf_counter()
+        self.start_iter = self.window_iter = 0
+
+    def start_epoch(self, epoch: int, epochs: int, iters: int, done: int, global_iter: int) -> None:
+        """``done`` batches of this epoch were already trained (resume)."""
+        self.epoch_label = f"epoch {epoch + 1}/{epochs}"
+        self.epoch_iters = iters
+        if self.start_iter == 0 and self.window_iter == 0:
+            self.start_iter = self.window_iter = global_iter
+        if self.use_bar:
+            from tqdm import tqdm
+
+            self.drop.active = True
+            self.bar = tqdm(total=iters, initial=done, desc=self.epoch_label, dynamic_ncols=True, leave=True,
+                            file=sys.stderr)
+
+    def update(self, global_iter: int, epoch_iter: int, losses: dict[str, float], lr: float) -> None:
+        """After iteration ``global_iter`` (1-based count of finished iterations)."""
+        if not self.enabled:
+            return
+        for k, v in losses.items():
+            self.window.setdefault(k, []).append(v)
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(f"loss {losses.get('loss', float('nan')):.4f} lr {lr:.2e}", refresh=False)
+        if global_iter % self.interval == 0 or epoch_iter == self.epoch_iters:
+            now = time.perf_counter()
+            n = max(global_iter - self.window_iter, 1)
+            rate = n / max(now - self.t_window, 1e-9)
+            overall = (global_iter - self.start_iter) / max(now - self.t_start, 1e-9)
+            eta = timedelta(seconds=int((self.total_iters - global_iter) / max(overall, 1e-9)))
+            means = {k: sum(v) / len(v) for k, v in self.window.items()}
+            self.log.info(
+                f"{self.epoch_label} iter {epoch_iter}/{self.epoch_iters} (total {global_iter}/{self.total_iters}) "
+                f"{_fmt_losses(means)} lr {lr:.3e} {rate:.2f} it/s eta {eta}",
+                extra={"progress": True},
+            )
+            self.window.clear()
+            self.t_window, self.window_iter = now, global_iter
+
+    def end_epoch(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        self.drop.active = False
+
+    def close(self) -> None:
+        self.end_epoch()
+
+
+def metrics_table(metrics: dict[str, float]) -> str:
+    """Metrics as a text table: one row per prefix (``bbox``, ``segm``, ...) and one column per stat.
+
+    Values in [0, 1] named like AP/AR are shown as percentages with one decimal.
+    """
+    rows: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        prefix, _, stat = key.rpartition("/")
+        rows.setdefault(prefix or "-", {})[stat] = value
+    lines = []
+    for prefix, stats in rows.items():
+        names = list(stats)
+        cells = [f"{100 * v:.1f}" if isinstance(v, float) and 0 <= v <= 1 and n.startswith(("AP", "AR", "mAP"))
+                 else (f"{v:.4g}" if isinstance(v, float) else str(v)) for n, v in stats.items()]
+        widths = [max(len(n), len(c)) for n, c in zip(names, cells)]
+        head_w = max(len(prefix), 6)
+        lines.append("| " + "type".ljust(head_w) + " | " + " | ".join(n.rjust(w) for n, w in zip(names, widths)) + " |")
+        lines.append("|-" + "-" * head_w + "-|-" + "-|-".join("-" * w for w in widths) + "-|")
+        lines.append("| " + prefix.ljust(head_w) + " | " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,93 @@
+"""Drawing predictions on images with ``torchvision.utils`` (boxes with class and score, masks, contour
+polygons, keypoint skeletons), saved as PNG. Used by ``lsvr predict`` and the sample images a run logs.
+
+Coordinates are xy pixels of the image being drawn on (the original frame for the engine's predictions).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.io import write_png
+from torchvision.utils import draw_bounding_boxes, draw_keypoints, draw_segmentation_masks
+
+from lsvr_core.structures import Predictions
+
+# COCO person skeleton (the ``skeleton`` of person_keypoints json, converted to 0-based keypoint indices).
+COCO_SKELETON: list[tuple[int, int]] = [
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8), (7, 9),
+    (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+]
+
+_PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255)]
+
+
+def color(label: int) -> tuple[int, int, int]:
+    """A stable colour per class index."""
+    return _PALETTE[int(label) % len(_PALETTE)]
+
+
+def draw_predictions(image: Tensor, preds: Predictions, class_names: list[str] | None = None,
+                     score_thresh: float = 0.3, mask_thresh: float = 0.5, keypoint_thresh: float = 0.05) -> Tensor:
+    """Draw the detections of one image.
+
+    Args:
+        image: (3, H, W) uint8 RGB.
+        preds: detections in the pixel frame of ``image``; those with ``score < score_thresh`` are skipped.
+        class_names: names by label index (``"#<label>"`` when missing).
+        mask_thresh: masks (probabilities) are drawn where ``> mask_thresh``.
+        keypoint_thresh: keypoints (x, y, score) are drawn where ``score > keypoint_thresh``.
+    Returns:
+        (3, H, W) uint8 drawn copy.
+    Raises:
+        ValueError: ``image`` is not (3, H, W) uint8.
+    """
+    if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"draw_predictions needs a (3, H, W) uint8 image, got {tuple(image.shape)} {image.dtype}")
+    out = image.cpu()
+    keep = preds.scores.cpu() >= score_thresh
+    if not bool(keep.any()):
+        return out.clone()
+    labels = preds.labels.cpu()[keep].tolist()
+    colors = [color(lab) for lab in labels]
+    h, w = out.shape[-2:]
+    if preds.masks is not None and len(preds.masks):
+        masks = preds.masks.cpu()[keep].float()
+        if masks.shape[-2:] != (h, w):
+            masks = F.interpolate(masks[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+        out = draw_segmentation_masks(out, masks > mask_thresh, alpha=0.45, colors=colors)
+    if preds.contours is not None and len(preds.contours):
+        contours = preds.contours.cpu()[keep].float()
+        n = contours.shape[1]
+        ring = [(i, (i + 1) % n) for i in range(n)]
+        for poly, c in zip(contours, colors):
+            out = draw_keypoints(out, poly[None], connectivity=ring, colors=c, radius=1, width=2)
+    if preds.keypoints is not None and len(preds.keypoints):
+        kps = preds.keypoints.cpu()[keep].float()
+        skeleton = COCO_SKELETON if kps.shape[1] == 17 else None
+        out = draw_keypoints(out, kps[..., :2], connectivity=skeleton, colors=(255, 255, 255), radius=3, width=2,
+                             visibility=kps[..., 2] > keypoint_thresh)
+    names = [class_names[lab] if class_names and 0 <= lab < len(class_names) else f"#{lab}" for lab in labels]
+    captions = [f"{n} {s:.2f}" for n, s in zip(names, preds.scores.cpu()[keep].tolist())]
+    boxes = preds.boxes.cpu()[keep].float()
+    return draw_bounding_boxes(out, boxes, labels=captions, colors=colors, width=2)
+
+
+def save_png(image: Tensor, path: str | Path) -> Path:
+    """Write a (3, H, W) uint8 image as PNG (parent folders are created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_png(image.cpu().contiguous(), str(path))
+    return path
+
+
+def resize_to(image: Tensor, size: tuple[int, int]) -> Tensor:
+    """Resize a (3, h, w) uint8 image to ``size`` = (H, W) (bilinear, antialiased); no-op when equal."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    out = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+    return out.round().clamp(0, 255).to(torch.uint8)
