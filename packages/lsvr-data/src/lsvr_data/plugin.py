@@ -2,4 +2,44 @@
 
 from __future__ import annotations
 
-from lsvr_core.hookspecs import hookimpl  # noqa: F401
+import argparse
+
+from lsvr_core.hookspecs import hookimpl
+from lsvr_core.specs import ComponentSpec
+from lsvr_data import config as c
+
+_TASKS = ("bbox", "segm", "pose_bbox", "pose_kbox")
+
+
+@hookimpl
+def lsvr_datasets() -> list[ComponentSpec]:
+    return [
+        ComponentSpec("dataset", "coco", c.CocoDatasetConfig, "lsvr_data.coco:build_coco",
+                      "COCO json (instances / person_keypoints) + images; boxes, polygons, RLE, keypoints", _TASKS),
+        ComponentSpec("dataset", "synthetic", c.SyntheticDatasetConfig, "lsvr_data.synthetic:build_synthetic",
+                      "seeded procedural shapes on textured backgrounds (no download needed)", _TASKS),
+    ]
+
+
+@hookimpl
+def lsvr_evaluators() -> list[ComponentSpec]:
+    return [
+        ComponentSpec("evaluator", "coco", c.CocoEvaluatorConfig, "lsvr_data.coco_eval:build_coco_evaluator",
+                      "pycocotools COCOeval: bbox, segm, keypoints (12 stats, per-class AP)", _TASKS),
+    ]
+
+
+@hookimpl
+def lsvr_add_commands(subparsers: argparse._SubParsersAction) -> None:  # noqa: SLF001
+    p = subparsers.add_parser("eval-results", help="score a COCO results JSON against a COCO ground-truth JSON")
+    p.add_argument("gt_json", metavar="GT_JSON")
+    p.add_argument("results_json", metavar="RESULTS_JSON")
+    p.add_argument("--iou-type", choices=("bbox", "segm", "keypoints"), default="bbox")
+    p.add_argument("--json", action="store_true", help="print the stats as one JSON object")
+
+    def run(args: argparse.Namespace) -> int:
+        from lsvr_data.cli import eval_results
+
+        return eval_results(args.gt_json, args.results_json, args.iou_type, as_json=args.json)
+
+    p.set_defaults(func=run)

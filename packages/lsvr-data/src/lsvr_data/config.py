@@ -1,0 +1,122 @@
+"""Config models of lsvr-data's datasets, transforms and evaluators (torch-free).
+
+Paths in dataset configs that are relative are taken relative to the run config's ``data.root``; absolute
+paths are used as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from lsvr_core.specs import DatasetConfig, EvaluatorConfig
+
+BadAnnotationPolicy = Literal["error", "skip"]
+
+
+class PipelineConfig(BaseModel):
+    """The per-image transform pipeline (no normalisation, no padding: the model and ``collate`` do those).
+
+    Train (``train=True``) order: ``ssd_aug`` (crop, photometric, expand) -> horizontal flip -> resize.
+    Test: resize only (``scale`` for ``keep_ratio``, ``square_size`` for ``square``).
+
+    Sources: LSNet spec §7.3 (keep-ratio resize, multi-scale short side, flip with landmark swaps);
+    MutualGuide spec §5 (SSD augmentation, square resize).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    resize: Literal["keep_ratio", "square", "none"] = "keep_ratio"
+    scale: tuple[int, int] = Field(
+        (1333, 800), description="keep_ratio: (long-edge bound, short-edge target) pixels, mmdet img_scale order"
+    )
+    short_side_range: tuple[int, int] | None = Field(
+        None, description="train only: short side drawn uniformly from [lo, hi] (long edge still <= scale[0])"
+    )
+    square_size: int = Field(320, gt=0, description="square: output is square_size x square_size (no keep ratio)")
+    flip_prob: float = Field(0.5, ge=0, le=1, description="train only: horizontal flip probability")
+    ssd_aug: bool = Field(False, description="train only: SSD photometric distortion, expand and IoU crop")
+    expand_prob: float = Field(0.6, ge=0, le=1, description="ssd_aug: probability of the expand (zoom-out) step")
+    expand_max_ratio: float = Field(4.0, ge=1, description="ssd_aug: expand canvas side up to this ratio")
+    fill: tuple[float, float, float] = Field(
+        (123.0, 117.0, 104.0), description="ssd_aug: RGB fill of the expanded canvas (MutualGuide mean)"
+    )
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> PipelineConfig:
+        if self.short_side_range is not None and self.short_side_range[0] > self.short_side_range[1]:
+            raise ValueError(f"short_side_range {self.short_side_range}: lo must be <= hi")
+        if min(self.scale) <= 0:
+            raise ValueError(f"scale {self.scale} must be positive")
+        return self
+
+
+class _DatasetCommon(DatasetConfig):
+    pipeline: PipelineConfig = PipelineConfig()
+    landmarks: bool = Field(False, description="fill extreme_points (N,4,2) and contours (N,36,2) (always for segm)")
+    with_masks: bool = Field(False, description="fill masks (N,H,W) uint8 at the transformed image size")
+    on_bad_annotation: BadAnnotationPolicy = Field(
+        "skip", description="degenerate boxes/polygons: 'skip' (counted, logged warning) or 'error' (DataError)"
+    )
+    filter_empty: bool = Field(True, description="train only: drop images without a usable non-crowd instance")
+    aug_seed: int = Field(0, description="seed of the augmentation random stream (see set_epoch)")
+
+
+class CocoDatasetConfig(_DatasetCommon):
+    """COCO 2017 layout (mmdetection's): ``root/annotations/*.json``, ``root/train2017``, ``root/val2017``.
+
+    ``root`` is relative to ``data.root`` (default: ``data.root`` itself). ``ann_file`` defaults to
+    ``annotations/instances_{split}.json`` (``person_keypoints_{split}.json`` for pose tasks) and ``img_dir``
+    to ``{split}``; both are relative to ``root``. Absolute paths are used as they are.
+    """
+
+    type: Literal["coco"] = "coco"
+    root: str = "."
+    split: str = "val2017"
+    ann_file: str | None = None
+    img_dir: str | None = None
+    check_images: bool = Field(True, description="check at start-up that every image file exists")
+
+
+class VocDatasetConfig(_DatasetCommon):
+    """PASCAL VOC layout ``root/VOC<year>/{Annotations,JPEGImages,ImageSets/Main/<split>.txt}``.
+
+    ``root`` is the ``VOCdevkit`` folder, relative to ``data.root`` (default: ``data.root`` itself). Several
+    (year, split) sets are concatenated in order (VOC07+12: ``[["2007", "trainval"], ["2012", "trainval"]]``).
+    """
+
+    type: Literal["voc"] = "voc"
+    root: str = "."
+    sets: list[tuple[str, str]] = Field(default_factory=lambda: [("2007", "test")], description="[(year, split)]")
+    difficult_as_crowd: bool = Field(False, description="mark difficult objects iscrowd (ignored by assigners)")
+    check_images: bool = True
+
+
+class SyntheticDatasetConfig(_DatasetCommon):
+    """Procedurally drawn shapes (rectangle, ellipse, triangle, star) on textured backgrounds; no files."""
+
+    type: Literal["synthetic"] = "synthetic"
+    split: Literal["train", "val"] = "train"
+    num_images: int = Field(256, gt=0)
+    image_size: int = Field(128, ge=32, description="square images of this side, pixels")
+    seed: int = 0
+    max_objects: int = Field(4, ge=1)
+    pipeline: PipelineConfig = PipelineConfig(resize="none")
+
+
+class CocoEvaluatorConfig(EvaluatorConfig):
+    """pycocotools COCOeval; ``iou_types`` default by task (bbox; segm adds segm; pose adds keypoints)."""
+
+    type: Literal["coco"] = "coco"
+    iou_types: list[Literal["bbox", "segm", "keypoints"]] | None = None
+    per_class: bool = Field(False, description="also report <iou_type>/AP_<class name>")
+    max_dets: int = Field(100, gt=0, description="detections kept per image (highest scores)")
+
+
+class VocEvaluatorConfig(EvaluatorConfig):
+    """VOC mAP@0.5 (11-point VOC07 or area method), difficult ignored, and mean AP over IoU 0.50:0.95."""
+
+    type: Literal["voc"] = "voc"
+    use_07_metric: bool = True
+    per_class: bool = False
