@@ -1,5 +1,29 @@
-"""The lesa plugin: registers its components with lsvr (torch-free)."""
+"""The lesa plugin: registers the LESA backbones and recipes with lsvr (torch-free)."""
 
 from __future__ import annotations
 
-from lsvr_core.hookspecs import hookimpl  # noqa: F401
+from lsvr_core.hookspecs import hookimpl
+from lsvr_core.specs import ComponentSpec, RecipeSpec, recipes_from_dir
+from lsvr_lesa.config import LESAR50Config, LESAWRN50Config
+
+_B = "lsvr_lesa.backbone"
+
+
+@hookimpl
+def lsvr_backbones() -> list[ComponentSpec]:
+    return [
+        ComponentSpec("backbone", "lesa_r50", LESAR50Config, f"{_B}:build_lesa_r50",
+                      "LESA-ResNet-50: locally enhanced self-attention in c4/c5, DCN elsewhere (any input size)"),
+        ComponentSpec("backbone", "lesa_wrn50", LESAWRN50Config, f"{_B}:build_lesa_wrn50",
+                      "LESA-WRN-50-2: wide LESA-ResNet-50 (double bottleneck width)"),
+    ]
+
+
+@hookimpl
+def lsvr_recipes() -> list[RecipeSpec]:
+    return recipes_from_dir("lesa", "lsvr_lesa.recipes", {
+        "mask_rcnn_lesa_r50_1024_20e_coco": "reference: LESA-R50 + DCN Mask R-CNN, fixed 1024x1024, 20 epochs",
+        "mask_rcnn_lesa_wrn50_1280_20e_coco": "LESA-WRN50 Mask R-CNN at the reference's HTC settings (1280^2)",
+        "mask_rcnn_lesa_r50_keep_ratio_20e_coco": "LESA-R50 Mask R-CNN with aspect-preserving resize",
+        "coco_mini_mask_rcnn": "LESA-R50 Mask R-CNN on ../shared/data/coco_mini, short CPU-sized schedule",
+    })
