@@ -156,3 +156,14 @@ def test_head_suite_checks_prediction_frame(manager):
 
     with pytest.raises(AssertionError, match="input frame"):
         check_head(build_bad, c.FCOSHeadConfig(num_convs=0, score_thresh=0.0), batch=make_batch(), manager=manager)
+
+
+@pytest.mark.slow
+def test_resnet_with_real_dcn_v2_conforms():
+    """With lsvr-ops-triton installed, the DCNv2 stages pass the backbone suite (offset/mask convs get gradients)."""
+    manager = PluginManager()
+    if "dcn_v2" not in {s.name for s in manager.components("layer")}:
+        pytest.skip("lsvr-ops-triton (layer dcn_v2) is not installed")
+    cfg = c.ResNetConfig(depth=18, norm="bn", norm_eval=False, frozen_stages=-1, dcn_stages=(False, False, False, True))
+    backbone = check_backbone(manager.get("backbone", "resnet"), cfg, image_size=(64, 96), manager=manager)
+    assert type(backbone.stages[3][0].conv2).__module__.startswith("lsvr_ops_triton")
