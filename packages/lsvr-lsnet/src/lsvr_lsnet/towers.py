@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lsvr_lsnet.ops import ModulatedDeformConv2d, pyramid_deform_conv2d
+from lsvr_ops_triton import ModulatedDeformConv2d, pyramid_deform_conv2d
 
 
 def normal_init(module: nn.Module, std: float = 0.01, bias: float = 0.0) -> None:
