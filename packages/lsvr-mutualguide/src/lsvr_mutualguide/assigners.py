@@ -48,16 +48,17 @@ def batched_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
         boxes1: (B, G, 4) float xyxy pixels.
         boxes2: (B, A, 4) or (1, A, 4) float xyxy pixels.
     Returns:
-        (B, G, A) float IoU in [0, 1] (0 for empty unions).
+        (B, G, A) float IoU in [0, 1] (0 when both boxes are empty).
     """
-    area1 = (boxes1[..., 2] - boxes1[..., 0]).clamp(min=0) * (boxes1[..., 3] - boxes1[..., 1]).clamp(min=0)
-    area2 = (boxes2[..., 2] - boxes2[..., 0]).clamp(min=0) * (boxes2[..., 3] - boxes2[..., 1]).clamp(min=0)
-    lt = torch.maximum(boxes1[:, :, None, :2], boxes2[:, None, :, :2])  # (B, G, A, 2)
-    rb = torch.minimum(boxes1[:, :, None, 2:], boxes2[:, None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]  # (B, G, A)
-    union = area1[:, :, None] + area2[:, None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
+    b1 = [boxes1[..., i, None] for i in range(4)]  # 4 x (B, G, 1)
+    b2 = [boxes2[..., i][:, None] for i in range(4)]  # 4 x (B or 1, 1, A)
+    iw = (torch.minimum(b1[2], b2[2]) - torch.maximum(b1[0], b2[0])).clamp_(min=0)
+    ih = (torch.minimum(b1[3], b2[3]) - torch.maximum(b1[1], b2[1])).clamp_(min=0)
+    inter = iw.mul_(ih)  # (B, G, A)
+    area1 = (b1[2] - b1[0]).clamp(min=0) * (b1[3] - b1[1]).clamp(min=0)
+    area2 = (b2[2] - b2[0]).clamp(min=0) * (b2[3] - b2[1]).clamp(min=0)
+    union = (area1 + area2) - inter
+    return inter.div_(union.clamp_(min=1e-12))
 
 
 def crowd_ignore(anchors_xyxy: Tensor, gt_boxes: Tensor, gt_crowd: Tensor, min_ioa: float) -> Tensor:
@@ -130,8 +131,8 @@ def nonzero_count(m: Tensor) -> Tensor:
 def _gt_probability(logits: Tensor, gt_labels: Tensor) -> Tensor:
     """(B, G, A) sigmoid probability of each object's class at every anchor; logits (B, A, C) detached."""
     labels = gt_labels.clamp(0, logits.shape[-1] - 1)
-    index = labels[..., None].expand(-1, -1, logits.shape[1])  # (B, G, A)
-    return logits.detach().float().transpose(1, 2).sigmoid().gather(1, index)
+    index = labels[:, None, :].expand(-1, logits.shape[1], -1)  # (B, A, G)
+    return logits.detach().gather(2, index).float().sigmoid_().transpose(1, 2)
 
 
 def _finish(cls_marked: Tensor, reg_marked: Tensor, ignored: Tensor | None, soft: bool, crowd: Tensor) -> Assignment:
