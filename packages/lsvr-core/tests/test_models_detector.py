@@ -22,7 +22,8 @@ MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 
 def _cfg(task="bbox"):
     model = SimpleNamespace(backbone=ResNetConfig(depth=18, frozen_stages=-1), neck=FPNConfig(out_channels=32),
-                            head=FCOSHeadConfig(num_convs=1, score_thresh=0.2), num_classes=3, pixel_mean=MEAN, pixel_std=STD)
+                            head=FCOSHeadConfig(num_convs=1, score_thresh=0.2), num_classes=3,
+                            pixel_mean=MEAN, pixel_std=STD)
     return SimpleNamespace(task=task, model=model)
 
 

@@ -71,7 +71,8 @@ def test_generated_layout(installed):
                    and "egg-info" not in str(p) and "build" not in p.parts)
     assert files == ["README.md", "pyproject.toml", "src/lsvr_demo_neck/__init__.py", "src/lsvr_demo_neck/config.py",
                      "src/lsvr_demo_neck/neck.py", "src/lsvr_demo_neck/plugin.py", "tests/test_neck.py"]
-    assert '[project.entry-points.lsvr]\ndemo_neck = "lsvr_demo_neck.plugin"' in (package / "pyproject.toml").read_text()
+    pyproject = (package / "pyproject.toml").read_text()
+    assert '[project.entry-points.lsvr]\ndemo_neck = "lsvr_demo_neck.plugin"' in pyproject
 
 
 def test_components_lists_the_installed_neck(installed):
