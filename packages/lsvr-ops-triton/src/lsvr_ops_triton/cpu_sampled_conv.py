@@ -129,17 +129,18 @@ def sampled_conv_backward(grad_out: Tensor, input: Tensor, offset: Tensor, mask:
         grid = sp.grid(n0, n1, r0, r1)
         s = sp.sample(n0, n1, grid)  # (nb, og, C/og, K, L)
         m_chunk = None if m is None else m[n0:n1, :, r0:r1].reshape(nb, og, 1, k, r * wo)
-        if need_w:
-            cols = s if m_chunk is None else s * m_chunk
-            g_w += torch.matmul(gout, cols.view(nb, groups, cg * k, r * wo).transpose(-1, -2)).sum(0)
-        if not (need_x or need_off or need_m):
-            continue
-        g_cols = torch.matmul(w_g.transpose(-1, -2), gout).view(nb, og, c // og, k, r * wo)
+        g_cols = None
+        if need_x or need_off or need_m:
+            g_cols = torch.matmul(w_g.transpose(-1, -2), gout).view(nb, og, c // og, k, r * wo)
         if need_m:
             g_m[n0:n1, :, :, r0:r1] = (g_cols * s).sum(2).view(nb, og, k, r, wo)
+        if need_w:
+            cols = (s if m_chunk is None else s.mul_(m_chunk)).view(nb, groups, cg * k, r * wo)
+            for b in range(nb):  # accumulate image by image: no (nb, g, Cout/g, Cg·K) temporary
+                g_w.baddbmm_(gout[b], cols[b].transpose(-1, -2))
         if not (need_x or need_off):
             continue
-        g_s = g_cols if m_chunk is None else g_cols * m_chunk
+        g_s = g_cols if m_chunk is None else g_cols.mul_(m_chunk)
         xs = x[n0:n1].reshape(nb * og, c // og, h, w)
         g_xs, g_grid = torch.ops.aten.grid_sampler_2d_backward(
             g_s.view(nb * og, c // og, k * r, wo), xs, grid, 0, 0, False, [need_x, need_off])

@@ -77,7 +77,8 @@ def _define(name: str, forward_impl: Callable, backward_impl: Callable):  # noqa
             g_in, g_off, g_m, g_w = backward(grad, input, offset, mask, weight, *ctx.args, needs[:4])
             g_in, g_off, g_m, g_w = (g if need else None for g, need in zip((g_in, g_off, g_m, g_w), needs))
         if needs[4]:
-            g_b = grad.sum((0, 2, 3), dtype=torch.float32).to(ctx.bias_dtype)
+            acc = torch.float32 if grad.dtype in (torch.float16, torch.bfloat16) else grad.dtype
+            g_b = grad.sum((0, 2, 3), dtype=acc).to(ctx.bias_dtype)
         return g_in, g_off, g_m, g_w, g_b, None, None, None, None
 
     forward.register_autograd(backward_formula, setup_context=setup_context)
