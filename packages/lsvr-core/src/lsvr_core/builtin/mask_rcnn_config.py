@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from lsvr_core.specs import HeadConfig
 
@@ -12,21 +12,47 @@ from lsvr_core.specs import HeadConfig
 class MaskRCNNHeadConfig(HeadConfig):
     """Two-stage Mask R-CNN over torchvision's RPN, RoI box head and mask head (He et al. 2017).
 
-    The neck must provide the levels in ``in_levels`` (FPN P2-P6 in the reference configs).
+    The neck must provide the levels in ``in_levels`` (FPN P2-P6 in the reference configs); the RPN runs on
+    all of them, the RoI heads pool from ``roi_levels``. Defaults are mmdet 2.11's ``mask_rcnn_r50_fpn``
+    (LESA spec §4.1). The mask branch is built for task ``segm`` only.
     """
 
     type: Literal["mask_rcnn"] = "mask_rcnn"
     in_levels: tuple[str, ...] = ("p2", "p3", "p4", "p5", "p6")
-    anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)
+    roi_levels: tuple[str, ...] = Field(("p2", "p3", "p4", "p5"), description="levels the RoI heads pool from")
+    anchor_sizes: tuple[int, ...] = Field((32, 64, 128, 256, 512), description="one anchor size per in_level, px")
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
-    rpn_pre_nms_top_n_train: int = Field(2000, gt=0)
+    rpn_pre_nms_top_n_train: int = Field(2000, gt=0, description="per level")
     rpn_post_nms_top_n_train: int = Field(1000, gt=0)
-    rpn_pre_nms_top_n_test: int = Field(1000, gt=0)
+    rpn_pre_nms_top_n_test: int = Field(1000, gt=0, description="per level")
     rpn_post_nms_top_n_test: int = Field(1000, gt=0)
+    rpn_nms_thresh: float = Field(0.7, gt=0, le=1)
+    rpn_fg_iou_thresh: float = Field(0.7, gt=0, le=1)
+    rpn_bg_iou_thresh: float = Field(0.3, ge=0, le=1)
     rpn_batch_size_per_image: int = Field(256, gt=0)
+    rpn_positive_fraction: float = Field(0.5, gt=0, le=1)
+    box_fg_iou_thresh: float = Field(0.5, gt=0, le=1)
+    box_bg_iou_thresh: float = Field(0.5, ge=0, le=1)
     box_batch_size_per_image: int = Field(512, gt=0)
+    box_positive_fraction: float = Field(0.25, gt=0, le=1)
     box_score_thresh: float = Field(0.05, ge=0, le=1)
     box_nms_thresh: float = Field(0.5, gt=0, le=1)
     box_detections_per_img: int = Field(100, gt=0)
+    representation_size: int = Field(1024, gt=0, description="width of the box head's two FC layers")
+    mask_head_channels: int = Field(256, gt=0, description="channels of the mask head's convs and deconv")
+    mask_head_convs: int = Field(4, gt=0)
+    roi_sampling_ratio: int = Field(0, ge=0, description="RoIAlign samples per bin side; 0: adaptive (mmdet)")
     with_mask: bool = True
-    norm: Literal["none", "gn"] = Field("none", description="GroupNorm in the RoI box/mask heads")
+    norm: Literal["none", "gn"] = Field("none", description="GroupNorm in the RoI box/mask heads (box head "
+                                                            "becomes 4 conv + 1 FC)")
+
+    @model_validator(mode="after")
+    def _check_levels(self) -> MaskRCNNHeadConfig:
+        if len(self.anchor_sizes) != len(self.in_levels):
+            raise ValueError(f"anchor_sizes {list(self.anchor_sizes)} needs one size per in_level "
+                             f"{list(self.in_levels)}")
+        missing = [lv for lv in self.roi_levels if lv not in self.in_levels]
+        if missing or not self.roi_levels:
+            raise ValueError(f"roi_levels {list(self.roi_levels)} must be a non-empty subset of in_levels "
+                             f"{list(self.in_levels)}")
+        return self

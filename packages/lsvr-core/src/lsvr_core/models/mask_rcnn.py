@@ -1,0 +1,178 @@
+"""Mask R-CNN head (He et al. 2017) over torchvision's RPN, RoI heads, RoIAlign pooler, box and mask heads,
+fed by any backbone + FPN (the detector of LESA spec §4.1).
+
+What lsvr adds around torchvision: feature strides come from the neck's ``output_shape()`` (torchvision
+infers anchor strides and RoIAlign scales from padded-size / feature-size ratios, which is off for P6 on
+sizes that are not multiples of 64), contiguous labels are shifted by one for torchvision's background
+class 0, crowd and degenerate instances are removed from the training targets, and masks are pasted into
+the input image. The losses are torchvision's (smooth-L1 box losses; the reference mmdet config uses L1),
+and its RoIAlign uses ``aligned=False`` (mmdet 2.x: ``aligned=True``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.roi_heads import RoIHeads, paste_masks_in_image
+from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops.poolers import initLevelMapper
+
+from lsvr_core.builtin.mask_rcnn_config import MaskRCNNHeadConfig
+from lsvr_core.contracts import ShapeSpec
+from lsvr_core.errors import ConfigError, DataError
+from lsvr_core.models.norm import group_norm_layer
+from lsvr_core.structures import Batch, Predictions
+
+TASKS = ("bbox", "segm")
+
+
+class StridedAnchorGenerator(AnchorGenerator):
+    """torchvision's ``AnchorGenerator`` with the level strides given (pixels) instead of inferred.
+
+    Anchors of a level sit at ``(x s, y s)`` plus torchvision's zero-centred cell anchors, as in mmdet 2.x
+    (``center_offset=0``).
+    """
+
+    def __init__(self, sizes: tuple[tuple[int, ...], ...], aspect_ratios: tuple[tuple[float, ...], ...],
+                 strides: list[int]) -> None:
+        super().__init__(sizes, aspect_ratios)
+        self.level_strides = list(strides)
+
+    def forward(self, image_list: ImageList, feature_maps: list[Tensor]) -> list[Tensor]:
+        grid_sizes = [fm.shape[-2:] for fm in feature_maps]
+        device = feature_maps[0].device
+        strides = [[torch.tensor(s, dtype=torch.int64, device=device)] * 2 for s in self.level_strides]
+        self.set_cell_anchors(feature_maps[0].dtype, device)
+        anchors = torch.cat(self.grid_anchors(grid_sizes, strides))  # (sum_l H_l W_l A, 4) xyxy px
+        return [anchors for _ in image_list.image_sizes]
+
+
+def _roi_pool(levels: tuple[str, ...], strides: list[int], output_size: int, sampling_ratio: int) -> MultiScaleRoIAlign:
+    """``MultiScaleRoIAlign`` with scales ``1 / stride`` and FPN level mapping (canonical 224 px -> level 4)."""
+    pool = MultiScaleRoIAlign(list(levels), output_size, sampling_ratio)
+    pool.scales = [1.0 / s for s in strides]
+    pool.map_levels = initLevelMapper(int(math.log2(strides[0])), int(math.log2(strides[-1])))
+    return pool
+
+
+class MaskRCNNHead(nn.Module):
+    """RPN + RoI box head (+ mask head for ``segm``) over the levels of an FPN.
+
+    ``forward(features, batch)`` (training) returns ``loss_rpn_cls``, ``loss_rpn_box``, ``loss_cls``,
+    ``loss_box`` and (segm) ``loss_mask``: scalar float32, torchvision's normalisation.
+    ``predict(features, batch)`` returns per image ``Predictions`` in the input frame: boxes (N, 4) xyxy
+    pixels clipped to the image size, scores, labels in [0, num_classes) and, for segm, masks (N, H, W)
+    float32 probabilities over the input image size ``Targets.image_size``.
+
+    Args:
+        cfg: the ``mask_rcnn`` config (thresholds, sizes; see :class:`MaskRCNNHeadConfig`).
+        input_shape: the neck's ``output_shape()``; every level of ``cfg.in_levels`` with equal channels,
+            strides doubling from level to level.
+        num_classes: foreground classes.
+        task: ``bbox`` or ``segm``.
+    Raises:
+        ConfigError: missing levels, unequal channels, non-doubling strides, unknown task.
+    """
+
+    def __init__(self, cfg: MaskRCNNHeadConfig, input_shape: dict[str, ShapeSpec], num_classes: int,
+                 task: str) -> None:
+        super().__init__()
+        if task not in TASKS:
+            raise ConfigError(f"head mask_rcnn supports tasks {', '.join(TASKS)}, not {task!r}")
+        missing = [lv for lv in cfg.in_levels if lv not in input_shape]
+        if missing:
+            raise ConfigError(f"model.head.in_levels {list(cfg.in_levels)}: {missing} not produced by the neck, "
+                              f"which outputs {list(input_shape)} (for p2..p6 use an fpn with in_levels "
+                              f"[c2, c3, c4, c5] and num_extra: 1)")
+        channels = {input_shape[lv].channels for lv in cfg.in_levels}
+        if len(channels) != 1:
+            raise ConfigError(f"model.head: levels {list(cfg.in_levels)} must have equal channels, got {channels}")
+        strides = [input_shape[lv].stride for lv in cfg.in_levels]
+        if any(b != 2 * a for a, b in zip(strides, strides[1:])):
+            raise ConfigError(f"model.head: strides of {list(cfg.in_levels)} must double per level, got {strides}")
+        c = channels.pop()
+        self.in_levels, self.roi_levels = tuple(cfg.in_levels), tuple(cfg.roi_levels)
+        self.num_classes = num_classes
+        self.with_mask = cfg.with_mask and task == "segm"
+        anchors = StridedAnchorGenerator(tuple((s,) for s in cfg.anchor_sizes),
+                                         (tuple(cfg.aspect_ratios),) * len(strides), strides)
+        self.rpn = RegionProposalNetwork(
+            anchors, RPNHead(c, anchors.num_anchors_per_location()[0]), cfg.rpn_fg_iou_thresh,
+            cfg.rpn_bg_iou_thresh, cfg.rpn_batch_size_per_image, cfg.rpn_positive_fraction,
+            dict(training=cfg.rpn_pre_nms_top_n_train, testing=cfg.rpn_pre_nms_top_n_test),
+            dict(training=cfg.rpn_post_nms_top_n_train, testing=cfg.rpn_post_nms_top_n_test), cfg.rpn_nms_thresh)
+        roi_strides = [input_shape[lv].stride for lv in cfg.roi_levels]
+        norm = group_norm_layer(32) if cfg.norm == "gn" else None
+        if norm is None:
+            box_head: nn.Module = TwoMLPHead(c * 7 * 7, cfg.representation_size)
+        else:
+            box_head = FastRCNNConvFCHead((c, 7, 7), [c] * 4, [cfg.representation_size], norm_layer=norm)
+        mask_kwargs = {}
+        if self.with_mask:
+            mask_kwargs = dict(
+                mask_roi_pool=_roi_pool(cfg.roi_levels, roi_strides, 14, cfg.roi_sampling_ratio),
+                mask_head=MaskRCNNHeads(c, [cfg.mask_head_channels] * cfg.mask_head_convs, 1, norm_layer=norm),
+                mask_predictor=MaskRCNNPredictor(cfg.mask_head_channels, cfg.mask_head_channels, num_classes + 1),
+            )
+        self.roi_heads = RoIHeads(
+            _roi_pool(cfg.roi_levels, roi_strides, 7, cfg.roi_sampling_ratio), box_head,
+            FastRCNNPredictor(cfg.representation_size, num_classes + 1), cfg.box_fg_iou_thresh,
+            cfg.box_bg_iou_thresh, cfg.box_batch_size_per_image, cfg.box_positive_fraction, None,
+            cfg.box_score_thresh, cfg.box_nms_thresh, cfg.box_detections_per_img, **mask_kwargs)
+
+    def _inputs(self, features: dict[str, Tensor], batch: Batch) -> tuple[OrderedDict, ImageList]:
+        feats = OrderedDict((lv, features[lv]) for lv in self.in_levels)
+        return feats, ImageList(batch.images, [tuple(s) for s in batch.image_sizes])
+
+    def _targets(self, batch: Batch) -> list[dict[str, Tensor]]:
+        """torchvision targets: non-crowd, non-degenerate instances; labels + 1 (0 is background)."""
+        out = []
+        for t in batch.targets:
+            t = t.non_crowd()
+            keep = (t.boxes[:, 2] > t.boxes[:, 0]) & (t.boxes[:, 3] > t.boxes[:, 1])
+            t = t.select(keep)
+            target = {"boxes": t.boxes.float(), "labels": t.labels + 1}
+            if self.with_mask:
+                if t.masks is None:
+                    raise DataError(f"image {t.image_id}: task segm with head mask_rcnn needs instance masks; set "
+                                    f"with_masks: true in the dataset config")
+                target["masks"] = t.masks
+            out.append(target)
+        return out
+
+    def forward(self, features: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]:
+        feats, images = self._inputs(features, batch)
+        targets = self._targets(batch)
+        proposals, rpn_losses = self.rpn(images, feats, targets)
+        _, roi_losses = self.roi_heads(feats, proposals, images.image_sizes, targets)
+        names = {"loss_objectness": "loss_rpn_cls", "loss_rpn_box_reg": "loss_rpn_box",
+                 "loss_classifier": "loss_cls", "loss_box_reg": "loss_box", "loss_mask": "loss_mask"}
+        return {names[k]: v for k, v in {**rpn_losses, **roi_losses}.items()}
+
+    @torch.no_grad()
+    def predict(self, features: dict[str, Tensor], batch: Batch) -> list[Predictions]:
+        feats, images = self._inputs(features, batch)
+        proposals, _ = self.rpn(images, feats)
+        detections, _ = self.roi_heads(feats, proposals, images.image_sizes)
+        out = []
+        for det, t in zip(detections, batch.targets):
+            masks = None
+            if self.with_mask:
+                masks = paste_masks_in_image(det["masks"], det["boxes"], tuple(t.image_size))[:, 0]  # (N, H, W)
+            out.append(Predictions(boxes=det["boxes"], scores=det["scores"], labels=det["labels"] - 1,
+                                   image_id=t.image_id, masks=masks))
+        return out
+
+
+def build_mask_rcnn_head(cfg: MaskRCNNHeadConfig, input_shape: dict[str, ShapeSpec], num_classes: int,
+                         task: str) -> MaskRCNNHead:
+    """Factory of the built-in ``mask_rcnn`` head; see :class:`MaskRCNNHead`."""
+    return MaskRCNNHead(cfg, input_shape, num_classes, task)
