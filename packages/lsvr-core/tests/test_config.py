@@ -28,7 +28,14 @@ BASE = {
 TOY_PLUGIN = """
 from typing import Literal
 from lsvr_core.hookspecs import hookimpl
-from lsvr_core.specs import ComponentSpec, DatasetConfig, HeadConfig, LossConfig
+from lsvr_core.specs import ComponentSpec, DatasetConfig, EvaluatorConfig, HeadConfig, LossConfig
+
+class ToyEvaluator(EvaluatorConfig):
+    type: Literal["toy_eval"] = "toy_eval"
+
+@hookimpl
+def lsvr_evaluators():
+    return [ComponentSpec("evaluator", "toy_eval", ToyEvaluator, "x:y", "toy")]
 
 class ToyDataset(DatasetConfig):
     type: Literal["toy_dataset"] = "toy_dataset"
@@ -74,6 +81,10 @@ def test_valid_config_builds_component_models(manager: PluginManager, tmp_path: 
     assert type(cfg.model.head).__name__ == "FCOSHeadConfig" and cfg.model.head.num_convs == 1
     assert cfg.data.train.n == 4 and cfg.data.root == Path("/data")
     assert cfg.schedule.epochs == 12  # section default
+    # sections rebuilt by the resolver (eval holds an evaluator slot) still take their defaults
+    assert cfg.eval.evaluator is None and cfg.eval.interval == 1
+    with_eval = load_config(write(tmp_path / "e.yaml", {**BASE, "eval": {"evaluator": {"type": "toy_eval"}}}), manager)
+    assert type(with_eval.eval.evaluator).__name__ == "ToyEvaluator"
 
 
 def test_nested_slots_are_discriminated_unions(manager: PluginManager, tmp_path: Path) -> None:

@@ -70,6 +70,10 @@ class Resolver:
                 kwargs: dict[str, Any] = {"description": info.description, "validate_default": True}
                 if info.default_factory is not None:
                     kwargs["default_factory"] = info.default_factory
+                elif isinstance(info.default, BaseModel):
+                    # the default is an instance of the unresolved class: re-validate it as plain data
+                    default = info.default
+                    kwargs["default_factory"] = lambda d=default: d.model_dump(serialize_as_any=True)
                 else:
                     kwargs["default"] = info.default
                 overrides[name] = (new_ann, Field(**kwargs))
