@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.io import write_png
 from torchvision.utils import draw_bounding_boxes, draw_keypoints, draw_segmentation_masks
 
 from lsvr_core.structures import Predictions
@@ -81,8 +80,24 @@ def save_png(image: Tensor, path: str | Path) -> Path:
     """Write a (3, H, W) uint8 image as PNG (parent folders are created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_png(image.cpu().contiguous(), str(path))
+    from PIL import Image
+
+    Image.fromarray(image.cpu().permute(1, 2, 0).contiguous().numpy()).save(path, format="PNG")
     return path
+
+
+def read_image(path: str | Path) -> Tensor:
+    """Decode an image file as (3, H, W) uint8 RGB (Pillow; EXIF orientation is not applied).
+
+    Raises:
+        OSError: the file is missing or not a readable image.
+    """
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        array = np.asarray(im.convert("RGB"))
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
 def resize_to(image: Tensor, size: tuple[int, int]) -> Tensor:

@@ -145,13 +145,11 @@ def predict(cfg: Any, manager: Any, *, checkpoint: str, images: list[str], out_d
     Image ids are the file names' digits when they have some (COCO names), else the position in ``images``.
     Category ids come from the val dataset's ``category_ids`` when it has them, else label + 1.
     """
-    from torchvision.io import ImageReadMode, decode_image
-
     from lsvr_core.engine.build import setup_runtime
     from lsvr_core.engine.evaluate import to_cpu_fp32
     from lsvr_core.engine.optim import resolve_precision
     from lsvr_core.structures import collate
-    from lsvr_core.visualize import draw_predictions, save_png
+    from lsvr_core.visualize import draw_predictions, read_image, save_png
 
     setup_runtime(cfg)
     device = D.resolve_device(cfg.runtime.device)
@@ -168,8 +166,8 @@ def predict(cfg: Any, manager: Any, *, checkpoint: str, images: list[str], out_d
         if not path.is_file():
             raise LsvrError(f"image not found: {path}")
         try:
-            image = decode_image(str(path), mode=ImageReadMode.RGB)
-        except RuntimeError as err:
+            image = read_image(path)
+        except OSError as err:
             raise LsvrError(f"cannot decode image {path}: {err}") from None
         digits = "".join(ch for ch in path.stem if ch.isdigit())
         image_id = int(digits) if digits else pos

@@ -119,7 +119,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "epoch": self.epoch,
             "iter": self.iter, "batch_in_epoch": self.batch_in_epoch, "best": self.best,
             "best_iter": self.best_iter, "rng": C.rng_state(),
-            "meta": {"lsvr_core": __version__, "torch": torch.__version__},
+            "meta": {"lsvr_core": str(__version__), "torch": str(torch.__version__)},
         }
 
     def save(self, *, numbered: int | None = None, best: bool = False) -> None:
@@ -199,7 +199,7 @@ class Trainer:
                 if self.iter % cfg.logging.interval == 0:
                     self.manager.hook.lsvr_log_metrics(run=self.run, step=self.iter,
                                                        metrics={**self._last_losses, "lr": lr, "epoch": self.epoch})
-                if stop:
+                if stop or (self.stop_signal is not None and not self.dist.distributed):
                     progress.close()
                     return self._interrupted()
                 if self.iter >= self.total_iters:
