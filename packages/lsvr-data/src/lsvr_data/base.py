@@ -10,6 +10,7 @@ of loading; before that the seed is drawn from torch's global RNG (which DataLoa
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,9 @@ def read_image(path: Path, image_id: int) -> Tensor:
         DataError: the file is missing or cannot be decoded (names the file and image id).
     """
     try:
-        return decode_image(str(path), mode=ImageReadMode.RGB)
+        with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders in favour of TorchCodec
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return decode_image(str(path), mode=ImageReadMode.RGB)
     except (RuntimeError, OSError, ValueError) as err:
         reason = "file not found" if not path.exists() else f"cannot decode ({err})"
         raise DataError(f"image {path} (image id {image_id}): {reason}") from None
@@ -166,7 +169,7 @@ class DetectionDataset(torch.utils.data.Dataset):
             if rec.extreme_points is not None:
                 extremes.append(rec.extreme_points[i])
             elif comps:
-                extremes.append(extreme_points(np.concatenate(comps, axis=0)))
+                extremes.append(extreme_points(comps))
             elif isinstance(segm, dict):
                 m = mask_utils.decode(segm_to_rle(segm, rec.height, rec.width))
                 extremes.append(extreme_points_from_mask(m) if m.any() else _box_extremes(box))

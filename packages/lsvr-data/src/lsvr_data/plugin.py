@@ -16,6 +16,8 @@ def lsvr_datasets() -> list[ComponentSpec]:
     return [
         ComponentSpec("dataset", "coco", c.CocoDatasetConfig, "lsvr_data.coco:build_coco",
                       "COCO json (instances / person_keypoints) + images; boxes, polygons, RLE, keypoints", _TASKS),
+        ComponentSpec("dataset", "voc", c.VocDatasetConfig, "lsvr_data.voc:build_voc",
+                      "PASCAL VOC XML boxes with difficult flags; VOC07+12 concatenation", ("bbox",)),
         ComponentSpec("dataset", "synthetic", c.SyntheticDatasetConfig, "lsvr_data.synthetic:build_synthetic",
                       "seeded procedural shapes on textured backgrounds (no download needed)", _TASKS),
     ]
@@ -26,6 +28,8 @@ def lsvr_evaluators() -> list[ComponentSpec]:
     return [
         ComponentSpec("evaluator", "coco", c.CocoEvaluatorConfig, "lsvr_data.coco_eval:build_coco_evaluator",
                       "pycocotools COCOeval: bbox, segm, keypoints (12 stats, per-class AP)", _TASKS),
+        ComponentSpec("evaluator", "voc", c.VocEvaluatorConfig, "lsvr_data.voc_eval:build_voc_evaluator",
+                      "VOC mAP@0.5 (07 11-point or area) and mAP@[.5:.95], difficult ignored", ("bbox",)),
     ]
 
 
