@@ -208,3 +208,26 @@ def test_pose_task_needs_keypoint_file(coco_mini: Path) -> None:
     cfg = CocoDatasetConfig(split="val2017", ann_file="annotations/instances_val2017.json")
     with pytest.raises(DataError, match="person_keypoints"):
         build_coco(cfg, root=coco_mini, train=False, task="pose_bbox")
+
+
+@pytest.mark.slow
+def test_gen_coco_lsvr_tool_matches_on_the_fly_landmarks(coco_mini: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    tool = Path(__file__).resolve().parents[3] / "tools" / "gen_coco_lsvr.py"
+    out = tmp_path / "instances_lsvr_val2017.json"
+    src = coco_mini / "annotations" / "instances_val2017.json"
+    subprocess.run([sys.executable, str(tool), str(src), str(out)], check=True, capture_output=True, timeout=300)
+    anns = json.loads(out.read_text())["annotations"]
+    assert len(anns) == 624 and all(len(a["extreme_points"]) == 10 for a in anns)
+    a = anns[0]
+    x, y, w, h = a["bbox"]
+    assert a["extreme_points"][8:] == pytest.approx([x + w / 2, y + h / 2])
+    common = dict(split="val2017", landmarks=True)
+    from_file = build_coco(CocoDatasetConfig(ann_file=str(out), **common), root=coco_mini, train=False, task="bbox")
+    on_the_fly = build_coco(CocoDatasetConfig(**common), root=coco_mini, train=False, task="bbox")
+    for i in range(len(from_file)):
+        assert from_file.records[i].extreme_points is not None
+        a, b = from_file.targets(i), on_the_fly.targets(i)
+        torch.testing.assert_close(a.extreme_points, b.extreme_points)
