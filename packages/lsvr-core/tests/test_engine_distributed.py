@@ -15,6 +15,7 @@ common = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(common)
 
 
+@pytest.mark.slow  # starts two more interpreters (about 10 s on 2 cores)
 @pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                     reason="torch.distributed with gloo is not available")
 def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):

@@ -135,3 +135,24 @@ def test_metrics_table_groups_by_iou_type():
     lines = table.splitlines()
     assert lines[0].split("|")[2:4] == ["   AP ", " AP50 "]
     assert "| bbox   | 41.2 | 60.0 |" in table and "| segm   | 30.0 |" in table
+
+
+def test_progress_bar_hides_plain_lines_on_the_terminal_but_not_in_the_log_file(tmp_path, capsys):
+    from lsvr_core.engine.progress import Progress
+    from lsvr_core.engine.workdir import close_logging, setup_logging
+
+    log, drop = setup_logging(tmp_path / "log.txt", is_main=True)
+    try:
+        for use_bar in (True, False):
+            p = Progress(log, drop, interval=2, total_iters=4, use_bar=use_bar)
+            p.start_epoch(0, 1, 4, 0, 0)
+            for it in range(1, 5):
+                p.update(it, it, {"loss": 1.0 / it, "loss_cls": 0.5}, 0.01)
+            p.end_epoch()
+            err = capsys.readouterr().err
+            assert ("iter 2/4 (total 2/4) loss 0.7500 loss_cls 0.5000" in err) is not use_bar  # mean of 1, 1/2
+            assert ("4/4" in err and "epoch 1/1" in err)  # the bar (or the plain line) reached the end
+    finally:
+        close_logging(log)
+    lines = (tmp_path / "log.txt").read_text().splitlines()
+    assert sum("iter 4/4 (total 4/4) loss 0.2917" in line for line in lines) == 2  # mean of 1/3 and 1/4

@@ -60,20 +60,34 @@ def draw_predictions(image: Tensor, preds: Predictions, class_names: list[str] |
             masks = F.interpolate(masks[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
         out = draw_segmentation_masks(out, masks > mask_thresh, alpha=0.45, colors=colors)
     if preds.contours is not None and len(preds.contours):
-        contours = preds.contours.cpu()[keep].float()
-        n = contours.shape[1]
-        ring = [(i, (i + 1) % n) for i in range(n)]
-        for poly, c in zip(contours, colors):
-            out = draw_keypoints(out, poly[None], connectivity=ring, colors=c, radius=1, width=2)
+        out = _draw_polygons(out, preds.contours.cpu()[keep].float(), colors)
     if preds.keypoints is not None and len(preds.keypoints):
         kps = preds.keypoints.cpu()[keep].float()
         skeleton = COCO_SKELETON if kps.shape[1] == 17 else None
-        out = draw_keypoints(out, kps[..., :2], connectivity=skeleton, colors=(255, 255, 255), radius=3, width=2,
-                             visibility=kps[..., 2] > keypoint_thresh)
+        for inst, c in zip(kps, colors):  # white skeleton lines, keypoints in the class colour
+            out = draw_keypoints(out, inst[None, :, :2], connectivity=skeleton, colors=c, radius=3, width=2,
+                                 visibility=inst[None, :, 2] > keypoint_thresh)
     names = [class_names[lab] if class_names and 0 <= lab < len(class_names) else f"#{lab}" for lab in labels]
     captions = [f"{n} {s:.2f}" for n, s in zip(names, preds.scores.cpu()[keep].tolist())]
     boxes = preds.boxes.cpu()[keep].float()
     return draw_bounding_boxes(out, boxes, labels=captions, colors=colors, width=2)
+
+
+def _draw_polygons(image: Tensor, polygons: Tensor, colors: list[tuple[int, int, int]]) -> Tensor:
+    """Closed polygon outlines (torchvision has no polygon drawer; Pillow, which it draws with, does).
+
+    Args:
+        image: (3, H, W) uint8.
+        polygons: (N, P, 2) float xy pixels.
+    """
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    canvas = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
+    draw = ImageDraw.Draw(canvas)
+    for poly, c in zip(polygons.tolist(), colors):
+        draw.polygon([(x, y) for x, y in poly], outline=c, width=2)
+    return torch.from_numpy(np.array(canvas)).permute(2, 0, 1).contiguous()
 
 
 def save_png(image: Tensor, path: str | Path) -> Path:

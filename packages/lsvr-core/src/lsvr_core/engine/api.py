@@ -143,7 +143,7 @@ def predict(cfg: Any, manager: Any, *, checkpoint: str, images: list[str], out_d
     """Draw the predictions on ``images`` as PNGs and write ``results.json`` (COCO results format).
 
     Image ids are the file names' digits when they have some (COCO names), else the position in ``images``.
-    Category ids come from the val dataset's ``category_ids`` when it has them, else label + 1.
+    Category ids come from the val dataset's ``label_to_cat_id`` when it has them, else label + 1.
     """
     from lsvr_core.engine.build import setup_runtime
     from lsvr_core.engine.evaluate import to_cpu_fp32
@@ -156,7 +156,7 @@ def predict(cfg: Any, manager: Any, *, checkpoint: str, images: list[str], out_d
     section = cfg.data.val if cfg.data.val is not None else cfg.data.train
     dataset = manager.build("dataset", section, root=cfg.data.root, train=False, task=cfg.task)
     names = getattr(dataset, "classes", None)
-    category_ids = getattr(dataset, "category_ids", None)
+    category_ids = getattr(dataset, "label_to_cat_id", None)
     model = _load_model(cfg, manager, checkpoint, device)
     precision = resolve_precision(cfg.runtime.precision, device)
     out = Path(out_dir) if out_dir else Path(cfg.runtime.work_dir) / "predict"

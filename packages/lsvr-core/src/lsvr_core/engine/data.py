@@ -47,7 +47,11 @@ class SeededDataset(Dataset):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (also passed on to the dataset's own ``set_epoch`` when it has one)."""
         self.epoch = epoch
+        inner = getattr(self.dataset, "set_epoch", None)
+        if callable(inner):
+            inner(epoch)
 
     def __len__(self) -> int:
         return len(self.dataset)

@@ -131,8 +131,10 @@ def launch(config_file: Path, nproc: int, *, resume: str | None, plugin_files: l
         resume: passed on as ``--resume``.
         plugin_files: passed on as ``--plugin`` (the children rebuild the plugin manager).
     Returns:
-        0 when every rank succeeded, else the first failing rank's exit code.
+        0 when every rank succeeded, else the first failing rank's exit code; 128 + signal number when the
+        launcher itself got SIGINT/SIGTERM (it forwards the signal; each rank saves and stops).
     """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -148,6 +150,10 @@ def launch(config_file: Path, nproc: int, *, resume: str | None, plugin_files: l
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         elastic_launch(config, sys.executable)(*args)
+    except SignalException as err:  # the launcher was signalled; it passed the signal on to every rank
+        print(f"lsvr: launcher stopped by {err.sigval.name}; the ranks saved a checkpoint (continue with --resume)",
+              file=sys.stderr)
+        return 128 + int(err.sigval)
     except ChildFailedError as err:
         codes = [f.exitcode for _, f in sorted(err.failures.items())]
         print(f"lsvr: {len(codes)} of {nproc} processes failed (exit codes {codes}); see their messages above",

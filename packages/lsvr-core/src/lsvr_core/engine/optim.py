@@ -59,7 +59,8 @@ class Precision:
 
     def grad_scaler(self) -> torch.amp.GradScaler:
         """Enabled for fp16 on CUDA only (bf16 and fp32 need no loss scaling)."""
-        return torch.amp.GradScaler(self.device_type, enabled=self.dtype is torch.float16 and self.device_type == "cuda")
+        enabled = self.dtype is torch.float16 and self.device_type == "cuda"
+        return torch.amp.GradScaler(self.device_type, enabled=enabled)
 
 
 def resolve_precision(name: str, device: torch.device) -> Precision:

@@ -182,8 +182,8 @@ class Trainer:
             return 0
         progress = Progress(self.log, self._drop, interval=cfg.logging.interval, total_iters=self.total_iters,
                             enabled=self.dist.is_main)
-        loader_args = dict(num_workers=cfg.data.num_workers, pin_memory=cfg.data.pin_memory and self.device.type == "cuda",
-                           size_divisor=cfg.data.size_divisor)
+        loader_args = dict(num_workers=cfg.data.num_workers, size_divisor=cfg.data.size_divisor,
+                           pin_memory=cfg.data.pin_memory and self.device.type == "cuda")
         self.ddp.train()
         while self.epoch < cfg.schedule.epochs and self.iter < self.total_iters:
             self.train_ds.set_epoch(self.epoch)

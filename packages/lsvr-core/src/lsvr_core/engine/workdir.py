@@ -93,14 +93,14 @@ class _DropProgress(logging.Filter):
 
 
 def setup_logging(log_file: Path | None, is_main: bool) -> tuple[logging.Logger, _DropProgress]:
-    """Configure the ``lsvr.engine`` logger: stderr and ``log_file`` on rank 0, warnings only elsewhere.
+    """Configure the ``lsvr.engine`` logger: stderr and ``log_file`` on rank 0, errors only elsewhere.
 
     Returns:
         (logger, the terminal filter whose ``active`` flag hides progress lines while a tqdm bar is shown).
     """
     logger = logging.getLogger(LOGGER_NAME)
     close_logging(logger)
-    logger.setLevel(logging.INFO if is_main else logging.WARNING)
+    logger.setLevel(logging.INFO if is_main else logging.ERROR)
     logger.propagate = False
     drop = _DropProgress()
     stream = logging.StreamHandler(sys.stderr)
