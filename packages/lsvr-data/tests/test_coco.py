@@ -231,3 +231,19 @@ def test_gen_coco_lsvr_tool_matches_on_the_fly_landmarks(coco_mini: Path, tmp_pa
         assert from_file.records[i].extreme_points is not None
         a, b = from_file.targets(i), on_the_fly.targets(i)
         torch.testing.assert_close(a.extreme_points, b.extreme_points)
+
+
+def test_item_errors_name_the_image_and_pickling_drops_gt(coco_mini: Path) -> None:
+    import pickle
+
+    ds = build_coco(CocoDatasetConfig(split="val2017"), root=coco_mini, train=False, task="bbox")
+    ds.coco_gt()
+    assert pickle.loads(pickle.dumps(ds))._coco_gt is None and ds._coco_gt is not None
+
+    def broken(sample, gen):  # noqa: ANN001, ANN202
+        raise ValueError("boom")
+
+    ds.pipeline = broken
+    rec = ds.records[3]
+    with pytest.raises(DataError, match=rf"item 3 \(image id {rec.image_id}, file .*{rec.file.name}.*ValueError: boom"):
+        ds[3]

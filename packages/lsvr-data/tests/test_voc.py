@@ -150,3 +150,13 @@ def test_bad_voc_input(tmp_path: Path) -> None:
                   task="bbox")
     with pytest.raises(DataError, match="JPEGImages.*a.jpg .*not found"):
         build_voc(VocDatasetConfig(), root=tmp_path, train=False, task="bbox")
+
+
+def test_landmarks_from_boxes(voc_sample: Path) -> None:
+    cfg = VocDatasetConfig(root="VOCdevkit", sets=[("2012", "val")], landmarks=True)
+    t = build_voc(cfg, root=voc_sample, train=False, task="bbox").targets(0)
+    x1, y1, x2, y2 = t.boxes[0].tolist()
+    assert t.extreme_points[0].tolist() == [[(x1 + x2) / 2, y1], [x1, (y1 + y2) / 2], [(x1 + x2) / 2, y2],
+                                            [x2, (y1 + y2) / 2]]
+    c = t.contours[0]
+    assert c.shape == (36, 2) and c[:, 0].min() == x1 and c[:, 1].max() == y2

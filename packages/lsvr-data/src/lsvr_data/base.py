@@ -121,9 +121,30 @@ class DetectionDataset(torch.utils.data.Dataset):
         return image
 
     def __getitem__(self, index: int) -> tuple[Tensor, Targets]:
-        sample = self.original_sample(index)
-        sample = self.pipeline(sample, self._generator(index))
-        return sample.image, sample.to_targets()
+        """``(image (3, H, W) uint8, Targets)`` in the input frame.
+
+        Raises:
+            DataError: anything going wrong while loading, naming the item, image id, file and annotations.
+        """
+        try:
+            sample = self.original_sample(index)
+            sample = self.pipeline(sample, self._generator(index))
+            return sample.image, sample.to_targets()
+        except DataError:
+            raise
+        except Exception as err:  # name the item instead of failing anonymously inside a DataLoader worker
+            rec = self.records[index]
+            raise DataError(
+                f"{self.name}: cannot load item {index} (image id {rec.image_id}, file {rec.file}, annotations "
+                f"{rec.ann_ids.tolist()} from {rec.source}): {type(err).__name__}: {err}"
+            ) from err
+
+    def __getstate__(self) -> dict:
+        """Pickled into DataLoader workers without the (large) pycocotools ground truth."""
+        state = self.__dict__.copy()
+        if "_coco_gt" in state:
+            state["_coco_gt"] = None
+        return state
 
     def targets(self, index: int) -> Targets:
         """Targets of item ``index`` in the original frame, without decoding the image."""
@@ -131,6 +152,8 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def _generator(self, index: int) -> torch.Generator:
         gen = torch.Generator()
+        if not self.train:  # nothing random happens: leave torch's global RNG alone
+            return gen.manual_seed(0)
         if self.epoch is None:
             seed = int(torch.randint(0, 2**62, ()))
         else:
@@ -154,7 +177,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         if self.task.startswith("pose"):
             kp = rec.keypoints if rec.keypoints is not None else np.zeros((n, 17, 3), np.float32)
             sample.keypoints = torch.tensor(kp, dtype=torch.float32).reshape(n, 17, 3)
-        if self.landmarks and rec.segms is not None:
+        if self.landmarks:
             self._add_landmarks(sample, rec)
         if self.with_masks:
             sample.masks = self._masks(rec)
@@ -162,7 +185,7 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def _add_landmarks(self, sample: Sample, rec: ImageRecord) -> None:
         polys, extremes, contours = [], [], []
-        for i, segm in enumerate(rec.segms or []):
+        for i, segm in enumerate(rec.segms if rec.segms is not None else [None] * len(rec)):
             box = rec.boxes[i]
             comps = polygons_from_coco(segm) if isinstance(segm, list) else []
             polys.append([torch.as_tensor(c, dtype=torch.float32) for c in comps])

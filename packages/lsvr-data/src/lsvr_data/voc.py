@@ -2,7 +2,9 @@
 
 Boxes: VOC's 1-based inclusive pixel indices ``(xmin, ymin, xmax, ymax)`` become continuous xyxy pixels
 ``(xmin - 1, ymin - 1, xmax, ymax)`` (the covered pixel area), so IoU without "+1" equals the devkit's IoU.
-Image ids are 1-based positions in the concatenated list. Source: MutualGuide spec §8 (VOC07+12).
+Image ids are 1-based positions in the concatenated list. VOC has boxes only: with ``landmarks: true`` the
+extreme points are the box border mid-points and the contour is the resampled box outline. Source:
+MutualGuide spec §8 (VOC07+12).
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ class VocDataset(DetectionDataset):
         self.bad.log_summary(f"voc {self.devkit}")
         self.label_to_cat_id = list(range(1, len(VOC_CLASSES) + 1))
         super().__init__(records, list(VOC_CLASSES), cfg.pipeline, train=train, task=task,
-                         landmarks=False, with_masks=cfg.with_masks, aug_seed=cfg.aug_seed)
+                         landmarks=cfg.landmarks, with_masks=cfg.with_masks, aug_seed=cfg.aug_seed)
         self._coco_gt: Any = None
 
     def coco_gt_dict(self) -> dict:
