@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,46 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, mgr):
     cfg = common.config(mgr, tmp_path / "run")
     with pytest.raises(LsvrError, match="checkpoint not found: .*nope.pt"):
         api.evaluate(cfg, mgr, checkpoint=str(tmp_path / "nope.pt"))
+
+
+def test_loader_workers_do_not_change_the_losses(tmp_path, mgr):
+    """Per-sample seeding: the dataset's random flips are the same with 0 or 2 loader workers."""
+    from lsvr_core.engine import api
+
+    runs = {}
+    for workers in (0, 2):
+        work = tmp_path / f"w{workers}"
+        cfg = common.config(mgr, work, data={"num_workers": workers}, schedule={"epochs": 1}, eval={"num_draw": 0})
+        assert api.run(cfg, mgr) == 0
+        runs[workers] = common.losses(work)
+    assert runs[0] == runs[2] and len(runs[0]) == 4
+
+
+def test_precision_policy_and_config_errors(tmp_path, mgr):
+    from lsvr_core.engine import api
+    from lsvr_core.engine.optim import resolve_precision
+    from lsvr_core.errors import ConfigError
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu).dtype is None and resolve_precision("fp32", cpu).name == "fp32"
+    assert resolve_precision("bf16", cpu).dtype is torch.bfloat16
+    assert not resolve_precision("auto", cpu).grad_scaler().is_enabled()
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        resolve_precision("fp16", cpu)
+    with pytest.raises(ConfigError, match="backbone 'tiny_conv' has no 'pretrained' option"):
+        api.run(common.config(mgr, tmp_path / "a", model={"init_from": "torchvision"}), mgr)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_run_uses_bf16_autocast(tmp_path, mgr):
+    from lsvr_core.engine import api
+
+    work = tmp_path / "run"
+    cfg = common.config(mgr, work, runtime={"device": "cuda", "precision": "auto", "channels_last": True},
+                        schedule={"epochs": 1})
+    assert api.run(cfg, mgr) == 0
+    log = (work / "log.txt").read_text()
+    assert ("precision bf16" if torch.cuda.is_bf16_supported() else "precision fp32") in log
+    assert all(math.isfinite(r["loss"]) for r in common.losses(work))
+    assert json.loads((work / "metrics.jsonl").read_text().splitlines()[-1])["bbox/num_images"] == 6

@@ -97,3 +97,20 @@ def test_wandb_is_off_by_default(tmp_path, monkeypatch):
     mgr = common.manager()
     assert api.run(common.config(mgr, tmp_path / "run", schedule={"epochs": 1}), mgr) == 0
     assert not (root / "wandb").exists() and not (tmp_path / "run" / "wandb").exists()
+
+
+def test_wandb_resume_continues_the_same_run_id(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    from lsvr_core.engine import api
+
+    root = tmp_path / "wandb_root"
+    root.mkdir()
+    _offline_env(monkeypatch, root)
+    mgr = common.manager()
+    cfg = common.config(mgr, tmp_path / "run", schedule={"epochs": 1}, eval={"num_draw": 0},
+                        logging={"wandb": {"enabled": True, "mode": "offline"}})
+    assert api.run(cfg, mgr) == 0
+    run_id = (tmp_path / "run" / "wandb_run_id.txt").read_text().strip()
+    assert api.run(cfg, mgr, resume="auto") == 0
+    folders = sorted(p.name for p in (root / "wandb").glob("offline-run-*"))
+    assert len(folders) == 2 and all(name.endswith(f"-{run_id}") for name in folders)

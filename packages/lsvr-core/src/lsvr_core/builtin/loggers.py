@@ -4,7 +4,8 @@ The wandb logger is off unless ``logging.wandb.enabled: true``. It acts on rank 
 happens inside the hooks (so registration stays torch- and wandb-free), and it logs the resolved config at
 run start, training scalars (losses, lr) every ``logging.interval`` iterations, evaluation metrics at the
 end of each evaluated epoch, and the drawn predictions. ``mode: offline`` writes the run under
-``$WANDB_DIR`` (default: the work dir) for a later ``wandb sync``; no network is used.
+``$WANDB_DIR`` (default: the work dir) for a later ``wandb sync``; no network is used. The wandb run id is
+kept in ``work_dir/wandb_run_id.txt`` so that ``--resume`` continues the same wandb run.
 """
 
 from __future__ import annotations
@@ -38,16 +39,21 @@ def lsvr_run_start(run: RunInfo) -> None:
         from lsvr_core.errors import ConfigError
 
         raise ConfigError("logging.wandb.enabled is true but wandb is not installed: pip install wandb") from None
-    run.extras[_KEY] = wandb.init(
+    id_file = run.work_dir / "wandb_run_id.txt"  # a resumed lsvr run continues the same wandb run
+    run_id = id_file.read_text().strip() if run.resumed and id_file.is_file() else None
+    handle = wandb.init(
+        id=run_id,
         project=settings.project,
         entity=settings.entity,
         name=settings.name or run.work_dir.name,
         mode=settings.mode,
         dir=os.environ.get("WANDB_DIR") or str(run.work_dir),
         config=run.config.model_dump(mode="json"),
-        resume="allow" if run.resumed else None,
+        resume="allow" if run_id else None,
         reinit="finish_previous",
     )
+    id_file.write_text(handle.id + "\n")
+    run.extras[_KEY] = handle
 
 
 @hookimpl

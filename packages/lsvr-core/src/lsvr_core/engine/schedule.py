@@ -14,6 +14,9 @@ from lsvr_core.config.sections import ScheduleSection
 def lr_factor(cfg: ScheduleSection, iters_per_epoch: int, total_iters: int) -> Callable[[int], float]:
     """The multiplier of the base lr at global iteration ``it`` (0-based).
 
+    ``total_iters`` is what the run trains, ``min(epochs * iters_per_epoch, max_iters)``: with a
+    ``max_iters`` cap the cosine decay ends at the cap.
+
     Warm-up (mmdetection's linear rule): ``ratio + (1 - ratio) * it / warmup_iters`` for ``it < warmup_iters``.
     ``step``: times ``gamma`` for each milestone epoch already reached (milestone ``m`` starts at iteration
     ``m * iters_per_epoch``). ``cosine``: ``min + (1 - min) * (1 + cos(pi * it / total_iters)) / 2``.
