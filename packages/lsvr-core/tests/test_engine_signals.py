@@ -1,5 +1,6 @@
-"""SIGTERM during ``lsvr run`` (a real subprocess): a checkpoint is written, the process exits cleanly with
-128 + 15 and no traceback, and ``--resume`` finishes the run from that checkpoint."""
+"""SIGTERM during ``lsvr run`` (a real subprocess with 2 loader workers, the signal sent to the whole process
+group as schedulers do): a checkpoint is written, the process exits cleanly with 128 + 15 and no
+traceback, and ``--resume`` finishes the run from that checkpoint."""
 
 from __future__ import annotations
 
@@ -20,17 +21,19 @@ _spec.loader.exec_module(common)
 
 def test_sigterm_writes_a_loadable_checkpoint_and_resume_finishes(tmp_path):
     work = tmp_path / "run"
-    data = common.config_dict(work, schedule={"epochs": 100, "max_iters": 30}, eval={"num_draw": 0})
+    data = common.config_dict(work, schedule={"epochs": 100, "max_iters": 30}, eval={"num_draw": 0},
+                              data={"num_workers": 2})
     cfg_file = common.write_yaml(tmp_path / "run.yaml", data)
     env = {**os.environ, "TINY_SLEEP": "0.3", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "lsvr_core.cli.main", "--plugin", str(common.PLUGIN), "run",
-                             str(cfg_file)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             str(cfg_file)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
         deadline = time.monotonic() + 90
         while len(common.losses(work)) < 2 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert proc.poll() is None, proc.communicate()[1]
-        proc.send_signal(signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGTERM)  # the main process and its loader workers
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -46,6 +49,7 @@ def test_sigterm_writes_a_loadable_checkpoint_and_resume_finishes(tmp_path):
     from lsvr_core.engine import api
 
     mgr = common.manager()
-    assert api.run(common.config(mgr, work, **{k: data[k] for k in ("schedule", "eval")}), mgr, resume="auto") == 0
+    assert api.run(common.config(mgr, work, **{k: data[k] for k in ("schedule", "eval", "data")}), mgr,
+                   resume="auto") == 0
     assert [r["step"] for r in common.losses(work)] == list(range(1, 31))
     assert (work / "status.txt").read_text() == "completed"

@@ -13,6 +13,7 @@ as two processes with batch 2. ``set_epoch(epoch, start)`` skips the first ``sta
 from __future__ import annotations
 
 import random
+import signal
 from collections.abc import Iterator, Sequence
 from functools import partial
 from typing import Any
@@ -138,7 +139,11 @@ class GroupedBatchSampler(Sampler[list[int]]):
 
 
 def _seed_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: seed numpy and ``random`` from the worker's torch seed."""
+    """DataLoader ``worker_init_fn``: seed numpy and ``random`` from the worker's torch seed, and ignore
+    SIGINT/SIGTERM (Ctrl-C and schedulers such as SLURM signal every process of the job; the main process
+    saves a checkpoint and then stops its workers; a worker whose parent died exits on its own)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
