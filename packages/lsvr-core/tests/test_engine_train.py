@@ -212,3 +212,14 @@ def test_cuda_run_uses_bf16_autocast(tmp_path, mgr):
     assert ("precision bf16" if torch.cuda.is_bf16_supported() else "precision fp32") in log
     assert all(math.isfinite(r["loss"]) for r in common.losses(work))
     assert json.loads((work / "metrics.jsonl").read_text().splitlines()[-1])["bbox/num_images"] == 6
+
+
+def test_run_without_evaluator_still_writes_the_work_dir(tmp_path, mgr):
+    from lsvr_core.engine import api
+
+    work = tmp_path / "run"
+    cfg = common.config(mgr, work, eval={"evaluator": None}, schedule={"epochs": 1})
+    assert api.run(cfg, mgr) == 0
+    assert (work / "metrics.jsonl").read_text() == ""
+    assert sorted(p.name for p in (work / "checkpoints").iterdir()) == ["epoch_1.pt", "last.pt"]
+    assert not list((work / "predictions").iterdir())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import struct
 import time
 from pathlib import Path
@@ -113,4 +114,5 @@ def test_wandb_resume_continues_the_same_run_id(tmp_path, monkeypatch):
     run_id = (tmp_path / "run" / "wandb_run_id.txt").read_text().strip()
     assert api.run(cfg, mgr, resume="auto") == 0
     folders = sorted(p.name for p in (root / "wandb").glob("offline-run-*"))
-    assert len(folders) == 2 and all(name.endswith(f"-{run_id}") for name in folders)
+    # offline-run-<time>-<id>, with "-1" appended when both runs started within the same second
+    assert len(folders) == 2 and all(re.fullmatch(rf"offline-run-\d+_\d+-{run_id}(-\d+)?", n) for n in folders)

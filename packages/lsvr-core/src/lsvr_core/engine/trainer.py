@@ -67,10 +67,9 @@ class Trainer:
         self.iters_per_epoch = self.sampler.batches_per_epoch()
         full = cfg.schedule.epochs * self.iters_per_epoch
         self.total_iters = min(full, cfg.schedule.max_iters or full)
-        self.val_ds = build_dataset(cfg, manager, train=False) if cfg.data.val is not None else None
-        self.evaluator = (build_evaluator(cfg, manager, self.val_ds)
-                          if self.val_ds is not None and dist.is_main else None)
-        self.can_eval = self.val_ds is not None and cfg.eval.evaluator is not None
+        self.can_eval = cfg.data.val is not None and cfg.eval.evaluator is not None
+        self.val_ds = build_dataset(cfg, manager, train=False) if self.can_eval else None
+        self.evaluator = build_evaluator(cfg, manager, self.val_ds) if self.can_eval and dist.is_main else None
 
         model = build_model(cfg, manager).to(device)
         if cfg.runtime.channels_last:

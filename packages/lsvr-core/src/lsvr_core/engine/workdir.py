@@ -66,13 +66,15 @@ class WorkDir:
         return self.checkpoints / f"epoch_{epoch}.pt"
 
     def create(self, cfg: Any, distributions: dict[str, str]) -> None:
-        """Make the folders and write ``config.resolved.yaml`` and ``plugins.json``."""
+        """Make the folders, write ``config.resolved.yaml`` and ``plugins.json``, create ``metrics.jsonl``
+        (kept when it exists: a resumed run appends)."""
         from lsvr_core.config import config_to_yaml
 
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         self.predictions.mkdir(parents=True, exist_ok=True)
         self.config.write_text(config_to_yaml(cfg))
         self.plugins.write_text(json.dumps(dict(sorted(distributions.items())), indent=2) + "\n")
+        self.metrics.touch()
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Append one JSON line to ``metrics.jsonl`` (non-finite floats are written as null)."""
