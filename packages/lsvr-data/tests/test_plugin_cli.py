@@ -45,7 +45,8 @@ def _gt_results(gt: dict, kind: str) -> list[dict]:
     return out
 
 
-@pytest.mark.parametrize("kind,ann", [("bbox", "instances_val2017.json"), ("keypoints", "person_keypoints_val2017.json")])
+@pytest.mark.parametrize("kind,ann", [("bbox", "instances_val2017.json"),
+                                      ("keypoints", "person_keypoints_val2017.json")])
 def test_eval_results_cli(coco_mini: Path, tmp_path: Path, capsys, kind: str, ann: str) -> None:  # noqa: ANN001
     gt_path = coco_mini / "annotations" / ann
     res = tmp_path / "results.json"
