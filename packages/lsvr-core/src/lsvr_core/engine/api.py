@@ -78,13 +78,13 @@ def evaluate(cfg: Any, manager: Any, *, checkpoint: str) -> int:
     from lsvr_core.engine.optim import resolve_precision
     from lsvr_core.engine.progress import metrics_table
 
+    if cfg.eval.evaluator is None:
+        raise LsvrError("eval.evaluator is not set: nothing to score the predictions with")
     dist, device = D.setup(cfg.runtime.device)
     try:
         setup_runtime(cfg)
         val_ds = build_dataset(cfg, manager, train=False)
         evaluator = build_evaluator(cfg, manager, val_ds) if dist.is_main else None
-        if cfg.eval.evaluator is None:
-            raise LsvrError("eval.evaluator is not set: nothing to score the predictions with")
         model = _load_model(cfg, manager, checkpoint, device)
         preds = predict_dataset(model, eval_subset(val_ds, cfg.eval.max_images), device=device,
                                 precision=resolve_precision(cfg.runtime.precision, device), dist=dist,
