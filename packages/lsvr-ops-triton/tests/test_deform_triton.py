@@ -36,16 +36,19 @@ C = cases.DeformCase
 
 INTERP_DEFORM = {
     # per-channel offset-group path (Cg = 4 is not a multiple of the 16-channel block), 2 images
-    "stride2_groups2_offset_groups2_oob": C(n=2, c=8, h=6, w=7, cout=6, stride=2, groups=2, offset_groups=2,
-                                            offset_scale=3.0),
+    "stride2_groups2_offset_groups2_oob_kernel2x2": C(n=2, c=8, h=6, w=7, cout=6, kernel=(2, 2), stride=2, groups=2,
+                                                      offset_groups=2, offset_scale=3.0),
     "dilation2_kernel3x2_no_mask_no_bias": C(n=1, c=4, h=6, w=5, cout=5, kernel=(3, 2), dilation=2, padding=2,
                                              mask=False, bias=False),
     # per-pixel offset-group path with 2 offset groups (16 channels each), 2 output-channel blocks
     "offset_groups2_uniform_blocks": C(n=1, c=32, h=4, w=4, cout=20, offset_groups=2, bias=False),
 }
-INTERP_PYRAMID = {"scales_4/7_5/9": ((4, 5), (7, 9), (4 / 7, 5 / 9))}
-DEFAULT_SET = ["stride2_groups2_offset_groups2_oob", "scales_4/7_5/9"]
-SLOW_SET = ["dilation2_kernel3x2_no_mask_no_bias", "offset_groups2_uniform_blocks"]
+INTERP_PYRAMID = {  # (images, feature size, output size, scales)
+    "pyramid_scales_4/7_5/9": (1, (4, 5), (7, 9), (4 / 7, 5 / 9)),
+    "pyramid_2_images_scales_2_1.5": (2, (8, 6), (4, 4), (2.0, 1.5)),
+}
+DEFAULT_SET = ["stride2_groups2_offset_groups2_oob_kernel2x2", "pyramid_scales_4/7_5/9"]
+SLOW_SET = ["dilation2_kernel3x2_no_mask_no_bias", "offset_groups2_uniform_blocks", "pyramid_2_images_scales_2_1.5"]
 TOL = 1e-5  # fp32 kernels vs fp32 oracles, relative to the largest reference value
 
 
@@ -62,8 +65,8 @@ def _check(names: list[str]) -> list[str]:
             errors = cases.max_rel_errors(cases.run_deform(deform_conv2d, case, tensors),
                                           cases.run_deform(cases.torchvision_deform, case, tensors))
         else:
-            feat_hw, out_hw, scale_hw = INTERP_PYRAMID[name]
-            tensors = cases.pyramid_tensors(n=2, c=4, feat_hw=feat_hw, out_hw=out_hw, offset_scale=3.0)
+            n, feat_hw, out_hw, scale_hw = INTERP_PYRAMID[name]
+            tensors = cases.pyramid_tensors(n=n, c=4, feat_hw=feat_hw, out_hw=out_hw, offset_scale=3.0)
             errors = cases.max_rel_errors(cases.run_pyramid(pyramid_deform_conv2d, tensors, scale_hw),
                                           cases.run_pyramid(pyramid_deform_conv2d_reference, tensors, scale_hw))
         print(name, {k: f"{v:.1e}" for k, v in errors.items()}, flush=True)
@@ -85,6 +88,43 @@ def test_triton_interpreter_default_cases() -> None:
 @pytest.mark.slow
 def test_triton_interpreter_more_cases() -> None:
     _run_interpreter(SLOW_SET)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["fwd", "data", "weight"])
+def test_kernels_compile_for_sm90_without_a_gpu(kind: str) -> None:
+    """Ahead-of-time compile (Triton → PTX → ptxas, no device needed) of each kernel's first autotune config in
+    bf16: catches GPU-only compile errors (dot shapes, dtypes, layouts) that the interpreter cannot."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from lsvr_ops_triton import triton_kernels as tk
+    from lsvr_ops_triton.triton_sampled_conv import _KERNELS, CONFIGS
+
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    if not ptxas.exists():
+        pytest.skip("Triton's bundled ptxas is not installed")
+    fn = getattr(tk, _KERNELS[kind])
+    bp, bc, bco, warps, stages = CONFIGS[kind][0]
+    constexprs = dict(KW=3, K=9, HAS_MASK=True, OG_UNIFORM=True, DOT_PRECISION="ieee", OG=1, BLOCK_P=bp, BLOCK_C=bc,
+                      BLOCK_CO=bco)
+    constexprs.update(dict(HAS_BIAS=True) if kind == "fwd" else dict(NEED_X=True, NEED_OFF=True, NEED_MASK=True)
+                      if kind == "data" else {})
+    fp32_ptrs = {"off_ptr", "mask_ptr", "gx_ptr", "goff_ptr", "gmask_ptr", "gw_ptr"}
+    sig = {}
+    for name in fn.arg_names:
+        if name in constexprs:
+            sig[name] = "constexpr"
+        elif name.endswith("_ptr"):
+            sig[name] = "*fp32" if name in fp32_ptrs else "*bf16"
+        else:
+            sig[name] = "fp32" if name[0] in "abc" and name[1] == "_" else "i32"
+    divisible = {"C", "Cout", "Cg", "Cout_g", "Cog"}
+    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names) if n.endswith("_ptr") or n in divisible}
+    compiled = triton.compile(ASTSource(fn, sig, constexprs, attrs), target=GPUTarget("cuda", 90, 32),
+                              options={"num_warps": warps, "num_stages": stages})
+    assert "wgmma" in compiled.asm["ptx"] or "mma" in compiled.asm["ptx"]  # the tap GEMM runs on tensor cores
 
 
 # ----------------------------------------------------------------------------------------------- CUDA

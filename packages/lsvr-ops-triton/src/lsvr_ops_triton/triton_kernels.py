@@ -82,17 +82,17 @@ def _gather(x_ptr, x_base, y0, x0, dy: tl.constexpr, dx: tl.constexpr, valid, c,
 
 @triton.jit
 def _sample(x_ptr, x_base, y, x, c, cmask, pmask, H, W, C):
-    """(BP, BC) fp32 bilinear samples at (y, x) of channels ``c``, plus the corner data for backward."""
+    """(BP, BC) fp32 bilinear samples at (y, x) of channels ``c`` (zero outside the map)."""
     y0, x0, ly, lx, vy0, vy1, vx0, vx1 = _corners(y, x, H, W)
     lm = pmask[:, None] & cmask[None, :]
-    v00 = _gather(x_ptr, x_base, y0, x0, 0, 0, lm & vy0 & vx0, c[None, :], W, C)
-    v01 = _gather(x_ptr, x_base, y0, x0, 0, 1, lm & vy0 & vx1, c[None, :], W, C)
-    v10 = _gather(x_ptr, x_base, y0, x0, 1, 0, lm & vy1 & vx0, c[None, :], W, C)
-    v11 = _gather(x_ptr, x_base, y0, x0, 1, 1, lm & vy1 & vx1, c[None, :], W, C)
+    cc = c[None, :]
     hy = 1.0 - ly
     hx = 1.0 - lx
-    val = hy * (hx * v00 + lx * v01) + ly * (hx * v10 + lx * v11)
-    return val, v00, v01, v10, v11, y0, x0, ly, lx, vy0, vy1, vx0, vx1
+    val = hy * hx * _gather(x_ptr, x_base, y0, x0, 0, 0, lm & vy0 & vx0, cc, W, C)
+    val += hy * lx * _gather(x_ptr, x_base, y0, x0, 0, 1, lm & vy0 & vx1, cc, W, C)
+    val += ly * hx * _gather(x_ptr, x_base, y0, x0, 1, 0, lm & vy1 & vx0, cc, W, C)
+    val += ly * lx * _gather(x_ptr, x_base, y0, x0, 1, 1, lm & vy1 & vx1, cc, W, C)
+    return val
 
 
 @triton.jit
@@ -126,7 +126,7 @@ def sampled_conv_fwd_kernel(
             c_glob = g * Cg + c_loc
             y, x, m = _positions(off_ptr, mask_ptr, n, p, pmask, ho, wo, k, c_glob, cmask, g * Cg + c0, OG, Cog, L,
                                  a_h, b_h, c_h, a_w, b_w, c_w, KW, K, HAS_MASK, OG_UNIFORM)
-            val, _, _, _, _, _, _, _, _, _, _, _, _ = _sample(x_ptr, x_base, y, x, c_glob, cmask, pmask, H, W, C)
+            val = _sample(x_ptr, x_base, y, x, c_glob, cmask, pmask, H, W, C)
             if HAS_MASK:
                 val = val * m
             w_off = ((g * K + k) * Cg + c_loc[:, None]).to(tl.int64) * Cout_g + co[None, :]
@@ -180,32 +180,47 @@ def sampled_conv_bwd_data_kernel(
             gcol = tl.dot(go, wt, gcol, input_precision=DOT_PRECISION)
         y, x, m = _positions(off_ptr, mask_ptr, n, p, pmask, ho, wo, k, c_glob, cmask, c_first, OG, Cog, L,
                              a_h, b_h, c_h, a_w, b_w, c_w, KW, K, HAS_MASK, OG_UNIFORM)
-        val, v00, v01, v10, v11, y0, x0, ly, lx, vy0, vy1, vx0, vx1 = _sample(
-            x_ptr, x_base, y, x, c_glob, cmask, pmask, H, W, C)
-        if OG_UNIFORM:
-            og = c_first // Cog
-            och = ((n * OG + og) * K + k).to(tl.int64)
-            if NEED_MASK:
-                tl.atomic_add(gmask_ptr + och * L + p, tl.sum(gcol * val, axis=1), mask=pmask)
-        else:
-            och = ((n * OG + c_glob[None, :] // Cog) * K + k).to(tl.int64)  # (BP, BC) via broadcasting below
-            if NEED_MASK:
-                tl.atomic_add(gmask_ptr + och * L + p[:, None], gcol * val, mask=lm)
-        if HAS_MASK:
-            gcol = gcol * m
+        y0, x0, ly, lx, vy0, vy1, vx0, vx1 = _corners(y, x, H, W)
         hy = 1.0 - ly
         hx = 1.0 - lx
+        cc = c_glob[None, :]
+        if OG_UNIFORM:
+            och = ((n * OG + c_first // Cog) * K + k).to(tl.int64)  # scalar channel of the (dy, dx) pair / mask
+        else:
+            och = ((n * OG + cc // Cog) * K + k).to(tl.int64)  # (1, BC)
+        if NEED_OFF or NEED_MASK:
+            # corners one at a time: accumulate the sample and its y / x derivatives (fewer live registers)
+            v = _gather(x_ptr, x_base, y0, x0, 0, 0, lm & vy0 & vx0, cc, W, C)
+            val = hy * hx * v
+            d_y = -hx * v
+            d_x = -hy * v
+            v = _gather(x_ptr, x_base, y0, x0, 0, 1, lm & vy0 & vx1, cc, W, C)
+            val += hy * lx * v
+            d_y -= lx * v
+            d_x += hy * v
+            v = _gather(x_ptr, x_base, y0, x0, 1, 0, lm & vy1 & vx0, cc, W, C)
+            val += ly * hx * v
+            d_y += hx * v
+            d_x -= ly * v
+            v = _gather(x_ptr, x_base, y0, x0, 1, 1, lm & vy1 & vx1, cc, W, C)
+            val += ly * lx * v
+            d_y += lx * v
+            d_x += ly * v
+            if NEED_MASK:
+                if OG_UNIFORM:
+                    tl.atomic_add(gmask_ptr + och * L + p, tl.sum(gcol * val, axis=1), mask=pmask)
+                else:
+                    tl.atomic_add(gmask_ptr + och * L + p[:, None], gcol * val, mask=lm)
+        if HAS_MASK:
+            gcol = gcol * m
         if NEED_OFF:
-            g_y = gcol * (hx * (v10 - v00) + lx * (v11 - v01))
-            g_x = gcol * (hy * (v01 - v00) + ly * (v11 - v10))
             if OG_UNIFORM:
-                tl.atomic_add(goff_ptr + (2 * och) * L + p, tl.sum(g_y, axis=1), mask=pmask)
-                tl.atomic_add(goff_ptr + (2 * och + 1) * L + p, tl.sum(g_x, axis=1), mask=pmask)
+                tl.atomic_add(goff_ptr + (2 * och) * L + p, tl.sum(gcol * d_y, axis=1), mask=pmask)
+                tl.atomic_add(goff_ptr + (2 * och + 1) * L + p, tl.sum(gcol * d_x, axis=1), mask=pmask)
             else:
-                tl.atomic_add(goff_ptr + (2 * och) * L + p[:, None], g_y, mask=lm)
-                tl.atomic_add(goff_ptr + (2 * och + 1) * L + p[:, None], g_x, mask=lm)
+                tl.atomic_add(goff_ptr + (2 * och) * L + p[:, None], gcol * d_y, mask=lm)
+                tl.atomic_add(goff_ptr + (2 * och + 1) * L + p[:, None], gcol * d_x, mask=lm)
         if NEED_X:
-            cc = c_glob[None, :]
             _scatter(gx_ptr, x_base, y0, x0, 0, 0, lm & vy0 & vx0, cc, W, C, gcol * hy * hx)
             _scatter(gx_ptr, x_base, y0, x0, 0, 1, lm & vy0 & vx1, cc, W, C, gcol * hy * lx)
             _scatter(gx_ptr, x_base, y0, x0, 1, 0, lm & vy1 & vx0, cc, W, C, gcol * ly * hx)
@@ -223,14 +238,15 @@ def _scatter(gx_ptr, x_base, y0, x0, dy: tl.constexpr, dx: tl.constexpr, valid, 
 @triton.jit
 def sampled_conv_bwd_weight_kernel(
     x_ptr, off_ptr, mask_ptr, gout_ptr, gw_ptr,
-    C, H, W, Cout, Wo, L, NL, Cg, Cout_g, OG, Cog, pixels_per_split,
+    C, H, W, Cout, Wo, L, NL, Cg, Cout_g, OG, Cog, splits,
     a_h, b_h, c_h, a_w, b_w, c_w,
     KW: tl.constexpr, K: tl.constexpr, HAS_MASK: tl.constexpr, OG_UNIFORM: tl.constexpr,
     DOT_PRECISION: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_CO: tl.constexpr,
 ):
     """grad_w[g, k, c, co] += Σ_(n, p) in this split (mask · sample)[p, c] · grad_out[n, co, p] (fp32 atomics).
 
-    Grid: (groups · c-blocks · co-blocks, K, splits); split s covers flat pixels [s·pps, (s + 1)·pps) of N·L.
+    Grid: (groups · c-blocks · co-blocks, K, splits); split s covers flat pixels [s·pps, (s + 1)·pps) of N·L,
+    pps = ⌈N·L / splits⌉ rounded up to BLOCK_P.
     """
     pid_t = tl.program_id(0)
     k = tl.program_id(1)
@@ -245,8 +261,9 @@ def sampled_conv_bwd_weight_kernel(
     co = (pid_t % co_blocks) * BLOCK_CO + tl.arange(0, BLOCK_CO)
     comask = co < Cout_g
     acc = tl.zeros((BLOCK_C, BLOCK_CO), dtype=tl.float32)
-    start = pid_s * pixels_per_split
-    end = tl.minimum(start + pixels_per_split, NL)
+    pps = tl.cdiv(tl.cdiv(NL, splits), BLOCK_P) * BLOCK_P
+    start = pid_s * pps
+    end = tl.minimum(start + pps, NL)
     for q0 in range(start, end, BLOCK_P):
         q = q0 + tl.arange(0, BLOCK_P)
         pmask = q < end
@@ -257,7 +274,7 @@ def sampled_conv_bwd_weight_kernel(
         y, x, m = _positions(off_ptr, mask_ptr, n, p, pmask, ho, wo, k, c_glob, cmask, g * Cg + cb * BLOCK_C, OG,
                              Cog, L, a_h, b_h, c_h, a_w, b_w, c_w, KW, K, HAS_MASK, OG_UNIFORM)
         x_base = (n.to(tl.int64) * H * W * C)[:, None]
-        val, _, _, _, _, _, _, _, _, _, _, _, _ = _sample(x_ptr, x_base, y, x, c_glob, cmask, pmask, H, W, C)
+        val = _sample(x_ptr, x_base, y, x, c_glob, cmask, pmask, H, W, C)
         if HAS_MASK:
             val = val * m
         go_off = (n[:, None] * Cout + g * Cout_g + co[None, :]).to(tl.int64) * L + p[:, None]

@@ -1,0 +1,304 @@
+"""Benchmark lsvr_ops_triton's deformable ops against their baselines (issues 5 and 9).
+
+    python tools/bench_ops.py --mode cpu            # fast CPU path vs torchvision, 2 threads (issue 9)
+    python tools/bench_ops.py --mode cuda           # Triton kernels vs torchvision / grid_sample (issue 5)
+
+Ours = ``lsvr_ops_triton.deform_conv2d`` / ``pyramid_deform_conv2d`` through the dispatcher (CPU: the
+sampling + matmul path; CUDA: the Triton kernels). Baselines: ``torchvision.ops.deform_conv2d`` (DCN v2 with
+mask) and the ``F.grid_sample`` + matmul reference for the pyramid op. fwd+bwd computes the gradients of all
+inputs (input, offset, mask, weight, bias). Times: CPU the minimum over repetitions (the machine may be
+shared), CUDA the median of CUDA-event timings. Prints device, versions, commit and every shape; writes the
+same to ``benchmarks/ops_<mode>.txt`` and ``.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+import torchvision
+
+ROOT = Path(__file__).resolve().parents[1]
+LEVEL_STRIDES = (8, 16, 32, 64, 128)
+
+
+def commit() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "packages/lsvr-ops-triton", "tools"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def environment(mode: str) -> dict[str, str]:
+    import lsvr_ops_triton
+
+    env = {"mode": mode, "commit": commit(), "python": platform.python_version(), "torch": torch.__version__,
+           "torchvision": torchvision.__version__, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    env.update({f"backend.{k}": v for k, v in lsvr_ops_triton.backend_report().items()})
+    if mode == "cuda":
+        env["device"] = torch.cuda.get_device_name(0)
+    else:
+        env["device"] = f"{platform.processor() or platform.machine()} ({os.cpu_count()} logical CPUs visible)"
+        env["threads"] = str(torch.get_num_threads())
+    return env
+
+
+# ------------------------------------------------------------------------------------------------ timing
+def time_cpu(fn: Callable[[], Any], reps: int) -> float:
+    """Minimum wall time in ms over ``reps`` runs after one warm-up."""
+    fn()
+    best = math.inf
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e3
+
+
+def time_cuda(fn: Callable[[], Any], reps: int) -> tuple[float, float]:
+    """(median ms over ``reps`` CUDA-event timings, peak MiB allocated above the start) after 3 warm-ups."""
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times), peak
+
+
+# ------------------------------------------------------------------------------------------------- cases
+def dcn_inputs(n: int, c: int, h: int, w: int, device: str, dtype: torch.dtype, offset_std: float) -> dict:
+    """DCN v2 3×3, stride 1, pad 1, c→c channels, with mask and bias (the LSNet head tower layer)."""
+    g = torch.Generator(device="cpu").manual_seed(0)
+    t = {"input": torch.randn(n, c, h, w, generator=g), "offset": torch.randn(n, 18, h, w, generator=g) * offset_std,
+         "mask": torch.rand(n, 9, h, w, generator=g), "weight": torch.randn(c, c, 3, 3, generator=g) / math.sqrt(9 * c),
+         "bias": torch.randn(c, generator=g)}
+    return {k: v.to(device, dtype).requires_grad_() for k, v in t.items()}
+
+
+def dcn_fns(t: dict, baseline_dtype: torch.dtype | None) -> dict[str, Callable[[], torch.Tensor]]:
+    from lsvr_ops_triton import deform_conv2d
+
+    def ours() -> torch.Tensor:
+        return deform_conv2d(t["input"], t["offset"], t["weight"], t["bias"], t["mask"], padding=1)
+
+    def tv() -> torch.Tensor:
+        a = {k: v if baseline_dtype is None else v.to(baseline_dtype) for k, v in t.items()}
+        return torchvision.ops.deform_conv2d(a["input"], a["offset"], a["weight"], a["bias"], padding=1, mask=a["mask"])
+
+    return {"ours": ours, "baseline": tv}
+
+
+def pyramid_inputs(n: int, c: int, base_hw: tuple[int, int], feat_hws: list[tuple[int, int]], device: str,
+                   dtype: torch.dtype, offset_std: float) -> dict:
+    g = torch.Generator(device="cpu").manual_seed(0)
+    t = {"offset": torch.randn(n, 18, *base_hw, generator=g) * offset_std,
+         "weight": torch.randn(c, c, 3, 3, generator=g) / math.sqrt(9 * c)}
+    t.update({f"feature{i}": torch.randn(n, c, *hw, generator=g) for i, hw in enumerate(feat_hws)})
+    return {k: v.to(device, dtype).requires_grad_() for k, v in t.items()}
+
+
+def pyramid_fns(t: dict, base_hw: tuple[int, int], feat_hws: list[tuple[int, int]]) -> dict[str, Callable]:
+    """All visits of one base level (LSNet spec §2.3 stage 2): outputs concatenated like the head does."""
+    from lsvr_ops_triton import pyramid_deform_conv2d
+    from lsvr_ops_triton.reference import pyramid_deform_conv2d_reference
+
+    scales = [(hw[0] / base_hw[0], hw[1] / base_hw[1]) for hw in feat_hws]
+
+    def run(fn: Callable) -> Callable[[], torch.Tensor]:
+        return lambda: torch.cat([fn(t[f"feature{i}"], t["offset"], t["weight"], s) for i, s in enumerate(scales)], 1)
+
+    return {"ours": run(pyramid_deform_conv2d), "baseline": run(pyramid_deform_conv2d_reference)}
+
+
+def fwd_bwd(fn: Callable[[], torch.Tensor], leaves: list[torch.Tensor]) -> Callable[[], None]:
+    def step() -> None:
+        out = fn()
+        out.backward(torch.ones_like(out))
+        for t in leaves:
+            t.grad = None
+
+    return step
+
+
+def level_sizes(image_hw: tuple[int, int], pad_to: int = 32) -> list[tuple[int, int]]:
+    """P3–P7 sizes of an image padded to a multiple of ``pad_to`` (ceil at each stride-2 step, like convs)."""
+    h, w = (math.ceil(s / pad_to) * pad_to for s in image_hw)
+    sizes = [(h // 8, w // 8)]
+    for _ in range(4):
+        sizes.append(((sizes[-1][0] + 1) // 2, (sizes[-1][1] + 1) // 2))
+    return sizes
+
+
+def visits(level: int) -> list[int]:
+    """Pyramid levels sampled for base level ``level`` (LSNet spec §2.3 stage 2 step 1)."""
+    return [0, 1, 2] if level == 0 else [4, 3, 2] if level == 4 else [level, level - 1, level + 1]
+
+
+# --------------------------------------------------------------------------------------------------- CPU
+def run_cpu(reps: int) -> list[dict]:
+    os.environ["LSVR_KERNEL_BACKEND"] = "torch"
+    rows = []
+    demo = level_sizes((128, 128))
+    dcn_shapes = [("issue9", 4, 256, (40, 40)), ("issue9", 4, 128, (64, 64))]
+    dcn_shapes += [("demo head P3", 8, 64, demo[0]), ("demo head P4", 8, 64, demo[1])]
+    for tag, n, c, hw in dcn_shapes:
+        t = dcn_inputs(n, c, *hw, "cpu", torch.float32, 2.0)
+        fns = dcn_fns(t, None)
+        row = {"op": "deform_conv2d(mask)", "shape": f"{tag}: N={n} C={c}->{c} {hw[0]}x{hw[1]} 3x3 fp32",
+               "baseline": "torchvision"}
+        conv_w = t["weight"]
+        row["conv2d_fwd_bwd_ms"] = time_cpu(fwd_bwd(lambda: F.conv2d(t["input"], conv_w, t["bias"], padding=1),
+                                                    list(t.values())), reps)
+        for who, fn in fns.items():
+            row[f"{who}_fwd_ms"] = time_cpu(lambda fn=fn: fn().detach(), reps)
+            row[f"{who}_fwd_bwd_ms"] = time_cpu(fwd_bwd(fn, list(t.values())), reps)
+        rows.append(row)
+    for level in range(5):  # the demo head's pyramid calls: every base level and its three visits
+        feats = [demo[v] for v in visits(level)]
+        t = pyramid_inputs(8, 64, demo[level], feats, "cpu", torch.float32, 2.0)
+        fns = pyramid_fns(t, demo[level], feats)
+        row = {"op": "pyramid_deform_conv2d x3", "baseline": "grid_sample reference",
+               "shape": f"demo head: N=8 C=64->64 base P{level + 3} {demo[level]} from {feats} fp32"}
+        for who, fn in fns.items():
+            row[f"{who}_fwd_ms"] = time_cpu(lambda fn=fn: fn().detach(), reps)
+            row[f"{who}_fwd_bwd_ms"] = time_cpu(fwd_bwd(fn, list(t.values())), reps)
+        rows.append(row)
+    for row in rows:
+        row["speedup_fwd"] = row["baseline_fwd_ms"] / row["ours_fwd_ms"]
+        row["speedup_fwd_bwd"] = row["baseline_fwd_bwd_ms"] / row["ours_fwd_bwd_ms"]
+    return rows
+
+
+# -------------------------------------------------------------------------------------------------- CUDA
+def device_peaks(dtype: torch.dtype) -> dict[str, float]:
+    """Matmul TFLOP/s (8192³) in ``dtype`` and device-to-device copy GB/s (1 GiB), measured now."""
+    a = torch.randn(8192, 8192, device="cuda", dtype=dtype)
+    b = torch.randn(8192, 8192, device="cuda", dtype=dtype)
+    ms, _ = time_cuda(lambda: torch.matmul(a, b), 10)
+    src = torch.empty(2**30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    ms_copy, _ = time_cuda(lambda: dst.copy_(src), 10)
+    del a, b, src, dst
+    return {"matmul_tflops": 2 * 8192**3 / ms / 1e9, "copy_gbs": 2 * 2**30 / ms_copy / 1e6}
+
+
+def run_cuda(reps: int, batches: list[int], dtypes: list[torch.dtype]) -> tuple[list[dict], dict]:
+    os.environ["LSVR_KERNEL_BACKEND"] = "triton"
+    sizes = level_sizes((800, 1333))
+    peaks = {str(dt).removeprefix("torch."): device_peaks(dt) for dt in dtypes}
+    rows = []
+    for dtype in dtypes:
+        dname = str(dtype).removeprefix("torch.")
+        for n in batches:
+            for offset_std, offs in ((2.0, "offsets~N(0,2px)"), (0.0, "zero offsets")):
+                for level, hw in enumerate(sizes):
+                    t = dcn_inputs(n, 256, *hw, "cuda", dtype, offset_std)
+                    base_dtype = None
+                    try:
+                        dcn_fns(t, None)["baseline"]()
+                    except RuntimeError:
+                        base_dtype = torch.float32  # torchvision has no kernel for this dtype: it computes in fp32
+                    fns = dcn_fns(t, base_dtype)
+                    flops = 2 * n * 256 * 256 * 9 * hw[0] * hw[1]
+                    byts = sum(v.numel() * v.element_size() for v in t.values()) + n * 256 * hw[0] * hw[1] * dtype.itemsize
+                    rows.append(_cuda_row("deform_conv2d(mask)", f"N={n} P{level + 3} {hw} 256->256 {dname} {offs}",
+                                          "torchvision" + ("" if base_dtype is None else " (fp32 compute)"),
+                                          fns, list(t.values()), flops, byts, peaks[dname], reps))
+                    feats = [sizes[v] for v in visits(level)]
+                    t = pyramid_inputs(n, 256, hw, feats, "cuda", dtype, offset_std)
+                    fns = pyramid_fns(t, hw, feats)
+                    byts = sum(v.numel() * v.element_size() for v in t.values()) + 3 * n * 256 * hw[0] * hw[1] * dtype.itemsize
+                    rows.append(_cuda_row("pyramid_deform_conv2d x3", f"N={n} base P{level + 3} {hw} from {feats} "
+                                          f"256->256 {dname} {offs}", "grid_sample reference", fns, list(t.values()),
+                                          3 * flops, byts, peaks[dname], reps))
+                    torch.cuda.empty_cache()
+    return rows, peaks
+
+
+def _cuda_row(op: str, shape: str, baseline: str, fns: dict, leaves: list, flops: float, byts: float,
+              peak: dict, reps: int) -> dict:
+    row: dict[str, Any] = {"op": op, "shape": shape, "baseline": baseline}
+    for who, fn in fns.items():
+        row[f"{who}_fwd_ms"], row[f"{who}_fwd_peak_mib"] = time_cuda(lambda fn=fn: fn().detach(), reps)
+        row[f"{who}_fwd_bwd_ms"], row[f"{who}_fwd_bwd_peak_mib"] = time_cuda(fwd_bwd(fn, leaves), reps)
+    row["speedup_fwd"] = row["baseline_fwd_ms"] / row["ours_fwd_ms"]
+    row["speedup_fwd_bwd"] = row["baseline_fwd_bwd_ms"] / row["ours_fwd_bwd_ms"]
+    row["mem_ratio_fwd_bwd"] = row["ours_fwd_bwd_peak_mib"] / max(row["baseline_fwd_bwd_peak_mib"], 1e-9)
+    row["ours_fwd_tflops"] = flops / row["ours_fwd_ms"] / 1e9
+    row["ours_fwd_frac_of_matmul"] = row["ours_fwd_tflops"] / peak["matmul_tflops"]
+    row["ours_fwd_min_gbs"] = byts / row["ours_fwd_ms"] / 1e6
+    row["ours_fwd_frac_of_copy_bw"] = row["ours_fwd_min_gbs"] / peak["copy_gbs"]
+    row["ours_fwd_bwd_tflops"] = 3 * flops / row["ours_fwd_bwd_ms"] / 1e9
+    return row
+
+
+# ------------------------------------------------------------------------------------------------ output
+def format_rows(env: dict, rows: list[dict], extra: dict | None) -> str:
+    lines = [f"# {k}: {v}" for k, v in env.items()]
+    if extra:
+        lines += [f"# measured {k}: " + ", ".join(f"{kk}={vv:.1f}" for kk, vv in v.items()) for k, v in extra.items()]
+    for row in rows:
+        lines.append(f"{row['op']:26s} {row['shape']}  [baseline: {row['baseline']}]")
+        keys = [k for k in row if k not in ("op", "shape", "baseline")]
+        lines.append("    " + "  ".join(f"{k}={row[k]:.3g}" for k in keys))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (cpu mode)")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions (default cpu 3, cuda 20)")
+    parser.add_argument("--batches", default="2,8", help="cuda mode batch sizes")
+    parser.add_argument("--dtypes", default="bfloat16,float32", help="cuda mode dtypes")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks", help="folder for ops_<mode>.txt/.json")
+    args = parser.parse_args(argv)
+    if args.mode == "cuda" and not torch.cuda.is_available():
+        print("--mode cuda needs a CUDA GPU; use --mode cpu", file=sys.stderr)
+        return 2
+    extra = None
+    if args.mode == "cpu":
+        torch.set_num_threads(args.threads)
+        env = environment("cpu")
+        rows = run_cpu(args.reps or 3)
+    else:
+        env = environment("cuda")
+        dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
+        rows, extra = run_cuda(args.reps or 20, [int(b) for b in args.batches.split(",")], dtypes)
+    text = format_rows(env, rows, extra)
+    print(text, end="")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"ops_{args.mode}.txt").write_text(text)
+    (args.out / f"ops_{args.mode}.json").write_text(json.dumps({"env": env, "device_peaks": extra, "rows": rows},
+                                                               indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
