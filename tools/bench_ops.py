@@ -208,9 +208,11 @@ def device_peaks(dtype: torch.dtype) -> dict[str, float]:
     return {"matmul_tflops": 2 * 8192**3 / ms / 1e9, "copy_gbs": 2 * 2**30 / ms_copy / 1e6}
 
 
-def run_cuda(reps: int, batches: list[int], dtypes: list[torch.dtype]) -> tuple[list[dict], dict]:
-    os.environ["LSVR_KERNEL_BACKEND"] = "triton"
-    sizes = level_sizes((800, 1333))
+def run_cuda(reps: int, batches: list[int], dtypes: list[torch.dtype], device: str = "cuda",
+             image_hw: tuple[int, int] = (800, 1333), channels: int = 256) -> tuple[list[dict], dict]:
+    """Issue 5's shapes: P3–P7 of ``image_hw``; ``device``/``image_hw``/``channels`` exist for a CPU dry run."""
+    os.environ["LSVR_KERNEL_BACKEND"] = "triton" if device == "cuda" else "torch"
+    sizes = level_sizes(image_hw)
     peaks = {str(dt).removeprefix("torch."): device_peaks(dt) for dt in dtypes}
     rows = []
     for dtype in dtypes:
@@ -218,26 +220,29 @@ def run_cuda(reps: int, batches: list[int], dtypes: list[torch.dtype]) -> tuple[
         for n in batches:
             for offset_std, offs in ((2.0, "offsets~N(0,2px)"), (0.0, "zero offsets")):
                 for level, hw in enumerate(sizes):
-                    t = dcn_inputs(n, 256, *hw, "cuda", dtype, offset_std)
+                    t = dcn_inputs(n, channels, *hw, device, dtype, offset_std)
                     base_dtype = None
                     try:
                         dcn_fns(t, None)["baseline"]()
                     except RuntimeError:
                         base_dtype = torch.float32  # torchvision has no kernel for this dtype: it computes in fp32
                     fns = dcn_fns(t, base_dtype)
-                    flops = 2 * n * 256 * 256 * 9 * hw[0] * hw[1]
-                    byts = sum(v.numel() * v.element_size() for v in t.values()) + n * 256 * hw[0] * hw[1] * dtype.itemsize
-                    rows.append(_cuda_row("deform_conv2d(mask)", f"N={n} P{level + 3} {hw} 256->256 {dname} {offs}",
+                    flops = 2 * n * channels * channels * 9 * hw[0] * hw[1]
+                    out_bytes = n * channels * hw[0] * hw[1] * dtype.itemsize
+                    byts = sum(v.numel() * v.element_size() for v in t.values()) + out_bytes
+                    rows.append(_cuda_row("deform_conv2d(mask)", f"N={n} P{level + 3} {hw} {channels}->{channels} "
+                                          f"{dname} {offs}",
                                           "torchvision" + ("" if base_dtype is None else " (fp32 compute)"),
                                           fns, list(t.values()), flops, byts, peaks[dname], reps))
                     feats = [sizes[v] for v in visits(level)]
-                    t = pyramid_inputs(n, 256, hw, feats, "cuda", dtype, offset_std)
+                    t = pyramid_inputs(n, channels, hw, feats, device, dtype, offset_std)
                     fns = pyramid_fns(t, hw, feats)
-                    byts = sum(v.numel() * v.element_size() for v in t.values()) + 3 * n * 256 * hw[0] * hw[1] * dtype.itemsize
+                    byts = sum(v.numel() * v.element_size() for v in t.values()) + 3 * out_bytes
                     rows.append(_cuda_row("pyramid_deform_conv2d x3", f"N={n} base P{level + 3} {hw} from {feats} "
-                                          f"256->256 {dname} {offs}", "grid_sample reference", fns, list(t.values()),
-                                          3 * flops, byts, peaks[dname], reps))
-                    torch.cuda.empty_cache()
+                                          f"{channels}->{channels} {dname} {offs}", "grid_sample reference", fns,
+                                          list(t.values()), 3 * flops, byts, peaks[dname], reps))
+                    if device == "cuda":
+                        torch.cuda.empty_cache()
     return rows, peaks
 
 
