@@ -74,6 +74,6 @@ RECIPE_SUMMARIES = {
     "voc0712_vgg16_fpn_512": "VGG16 + FPN, MG v1, VOC07+12 at 512",
     "coco_vgg16_fpn_320": "VGG16 + FPN, MG v1, COCO train2017 -> val2017 at 320, 140 epochs",
     "coco_vgg16_fpn_512": "VGG16 + FPN, MG v1, COCO at 512",
-    "voc_sample": "ResNet-18 + FPN, MG v1, on ../shared/data/voc2012_sample (short CPU run)",
-    "coco_mini": "ResNet-18 + FPN, MG v1, on ../shared/data/coco_mini (short CPU run)",
+    "voc_sample": "ShuffleNetV2 + FPN, MG v1, on ../shared/data/voc2012_sample (short CPU run)",
+    "coco_mini": "ShuffleNetV2 + FPN, MG v1, on ../shared/data/coco_mini (short CPU run)",
 }
