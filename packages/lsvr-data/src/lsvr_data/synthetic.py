@@ -1,7 +1,8 @@
 """The ``synthetic`` dataset: seeded, procedurally drawn shapes on textured backgrounds (no files needed).
 
-Four classes (rectangle, ellipse, triangle, star), 1..``max_objects`` non-overlapping objects per image with
-sides 12-60 % of the image side. Each object has a polygon (COCO segmentation), a tight box and 17
+Four classes (rectangle, ellipse, triangle, star; each with its own saturated hue, jittered) on greyish
+textured backgrounds, 1..``max_objects`` non-overlapping objects per image with sides 12-60 % of the image
+side. Each object has a polygon (COCO segmentation), a tight box and 17
 keypoint-like landmarks laid out like a COCO person (nose on top, left/right pairs mirrored about the
 object's vertical axis, "left" on the image right as for a person facing the camera), so pose heads and the
 keypoint flip pairs work. Everything about image ``i`` is a function of ``(seed, split, i)`` only.
@@ -9,6 +10,7 @@ keypoint flip pairs work. Everything about image ``i`` is a function of ``(seed,
 
 from __future__ import annotations
 
+import colorsys
 import math
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ KEYPOINT_LAYOUT = np.array([(0.0, -0.75)] + [p for u, v in _PAIRS for p in ((u, 
 SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8], [7, 9], [8, 10],
             [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7]]  # COCO's, 1-based
 _SPLIT_ID = {"train": 0, "val": 1}
+_CLASS_HUES = (0.0, 0.33, 0.6, 0.14)  # red rectangles, green ellipses, blue triangles, yellow stars
 
 
 def shape_polygon(kind: int, cx: float, cy: float, w: float, h: float) -> np.ndarray:
@@ -78,31 +81,33 @@ def layout(seed: int, split: str, index: int, size: int, max_objects: int) -> li
 
 
 def render(seed: int, split: str, index: int, size: int, objects: list[tuple[int, np.ndarray]]) -> Tensor:
-    """Draw a textured background and the filled objects -> (3, size, size) uint8."""
+    """Draw a low-saturation textured background and the filled objects -> (3, size, size) uint8.
+
+    Objects are saturated colours whose hue depends on the class (with jitter), so class and shape agree: the
+    set is meant to be learnable in a few CPU minutes, not to be hard.
+    """
     rng = np.random.default_rng([seed, _SPLIT_ID[split], index, 1])
-    base = rng.uniform(50, 205, size=3)
+    base = rng.uniform(60, 200) + rng.uniform(-15, 15, size=3)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     texture = int(rng.integers(3))
+    amplitude = rng.uniform(8, 25)
     if texture == 0:  # smooth blotches: a coarse random grid, bilinearly upsampled
-        coarse = torch.from_numpy(rng.normal(0, 25, size=(1, 3, 6, 6)).astype(np.float32))
+        coarse = torch.from_numpy(rng.normal(0, amplitude, size=(1, 1, 6, 6)).astype(np.float32))
         pattern = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
         bg = base[:, None, None] + pattern[0].numpy()
     elif texture == 1:  # stripes
         angle, period = rng.uniform(0, math.pi), rng.uniform(6, 20)
         wave = np.sin((xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / period)
-        bg = base[:, None, None] + rng.uniform(10, 30, size=3)[:, None, None] * wave
+        bg = base[:, None, None] + amplitude * wave
     else:  # checkerboard
         cell = int(rng.integers(6, 20))
-        checker = ((xx // cell + yy // cell) % 2) * 2 - 1
-        bg = base[:, None, None] + rng.uniform(10, 30, size=3)[:, None, None] * checker
+        bg = base[:, None, None] + amplitude * (((xx // cell + yy // cell) % 2) * 2 - 1)
     img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8).transpose(1, 2, 0))
     draw = ImageDraw.Draw(img)
-    for _kind, poly in objects:
-        for _ in range(20):  # a colour that stands out from the background
-            colour = rng.uniform(0, 255, size=3)
-            if np.abs(colour - base).sum() > 150:
-                break
-        draw.polygon([tuple(p) for p in poly], fill=tuple(int(c) for c in colour))
+    for kind, poly in objects:
+        hue = (_CLASS_HUES[kind] + rng.uniform(-0.04, 0.04)) % 1.0
+        rgb = colorsys.hsv_to_rgb(hue, rng.uniform(0.7, 1.0), rng.uniform(0.65, 1.0))
+        draw.polygon([tuple(p) for p in poly], fill=tuple(int(255 * c) for c in rgb))
     arr = np.asarray(img, dtype=np.float32) + rng.normal(0, 6, size=(size, size, 3))
     return torch.from_numpy(np.clip(arr, 0, 255).round().astype(np.uint8).transpose(2, 0, 1).copy())
 
