@@ -55,19 +55,23 @@ def environment(mode: str) -> dict[str, str]:
     else:
         env["device"] = f"{platform.processor() or platform.machine()} ({os.cpu_count()} logical CPUs visible)"
         env["threads"] = str(torch.get_num_threads())
+        env["load_average_at_start"] = " ".join(f"{v:.2f}" for v in os.getloadavg())  # other users of the CPUs
     return env
 
 
 # ------------------------------------------------------------------------------------------------ timing
-def time_cpu(fn: Callable[[], Any], reps: int) -> float:
-    """Minimum wall time in ms over ``reps`` runs after one warm-up."""
-    fn()
-    best = math.inf
-    for _ in range(reps):
-        t0 = time.perf_counter()
+def time_cpu(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
+    """Minimum wall time in ms of each function over ``reps`` rounds after one warm-up; the functions run
+    alternately within a round, so load from other users of the machine hits all of them alike."""
+    for fn in fns.values():
         fn()
-        best = min(best, time.perf_counter() - t0)
-    return best * 1e3
+    best = {name: math.inf for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return {name: t * 1e3 for name, t in best.items()}
 
 
 def time_cuda(fn: Callable[[], Any], reps: int) -> tuple[float, float]:
@@ -161,6 +165,12 @@ def visits(level: int) -> list[int]:
 
 
 # --------------------------------------------------------------------------------------------------- CPU
+def _cpu_times(fns: dict[str, Callable[[], torch.Tensor]], leaves: list[torch.Tensor], reps: int) -> dict:
+    fwd = time_cpu({f"{k}_fwd_ms": (lambda fn=fn: fn().detach()) for k, fn in fns.items()}, reps)
+    both = time_cpu({f"{k}_fwd_bwd_ms": fwd_bwd(fn, leaves) for k, fn in fns.items()}, reps)
+    return {**fwd, **both}
+
+
 def run_cpu(reps: int) -> list[dict]:
     os.environ["LSVR_KERNEL_BACKEND"] = "torch"
     rows = []
@@ -172,12 +182,8 @@ def run_cpu(reps: int) -> list[dict]:
         fns = dcn_fns(t, None)
         row = {"op": "deform_conv2d(mask)", "shape": f"{tag}: N={n} C={c}->{c} {hw[0]}x{hw[1]} 3x3 fp32",
                "baseline": "torchvision"}
-        conv_w = t["weight"]
-        row["conv2d_fwd_bwd_ms"] = time_cpu(fwd_bwd(lambda: F.conv2d(t["input"], conv_w, t["bias"], padding=1),
-                                                    list(t.values())), reps)
-        for who, fn in fns.items():
-            row[f"{who}_fwd_ms"] = time_cpu(lambda fn=fn: fn().detach(), reps)
-            row[f"{who}_fwd_bwd_ms"] = time_cpu(fwd_bwd(fn, list(t.values())), reps)
+        conv = {"conv2d": lambda: F.conv2d(t["input"], t["weight"], t["bias"], padding=1)}
+        row.update(_cpu_times({**fns, **conv}, list(t.values()), reps))
         rows.append(row)
     for level in range(5):  # the demo head's pyramid calls: every base level and its three visits
         feats = [demo[v] for v in visits(level)]
@@ -185,9 +191,7 @@ def run_cpu(reps: int) -> list[dict]:
         fns = pyramid_fns(t, demo[level], feats)
         row = {"op": "pyramid_deform_conv2d x3", "baseline": "grid_sample reference",
                "shape": f"demo head: N=8 C=64->64 base P{level + 3} {demo[level]} from {feats} fp32"}
-        for who, fn in fns.items():
-            row[f"{who}_fwd_ms"] = time_cpu(lambda fn=fn: fn().detach(), reps)
-            row[f"{who}_fwd_bwd_ms"] = time_cpu(fwd_bwd(fn, list(t.values())), reps)
+        row.update(_cpu_times(fns, list(t.values()), reps))
         rows.append(row)
     for row in rows:
         row["speedup_fwd"] = row["baseline_fwd_ms"] / row["ours_fwd_ms"]

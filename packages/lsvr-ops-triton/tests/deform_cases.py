@@ -74,7 +74,8 @@ def run_deform(fn, case: DeformCase, tensors: dict[str, Tensor | None]) -> dict[
     return {"out": out.detach(), **{f"grad_{k}": g for k, g in zip(names, grads)}}
 
 
-def torchvision_deform(input, offset, weight, bias, mask, stride, padding, dilation, groups, offset_groups):  # noqa: ANN001, ANN201, ARG001
+def torchvision_deform(input, offset, weight, bias, mask, stride, padding, dilation, groups,  # noqa: ANN001, ANN201
+                       offset_groups):  # noqa: ANN001, ARG001
     """The oracle (torchvision infers groups and offset groups from the shapes)."""
     return torchvision.ops.deform_conv2d(input, offset, weight, bias, stride, padding, dilation, mask)
 

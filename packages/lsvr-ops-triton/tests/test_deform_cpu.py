@@ -131,7 +131,8 @@ def test_half_inputs_on_cpu_compute_in_float32(dtype: torch.dtype) -> None:
     low = {k: None if v is None else v.to(dtype) for k, v in t.items()}
     ours = cases.run_deform(deform_conv2d, case, low)
     assert all(v.dtype == dtype for v in ours.values())
-    ref = cases.run_deform(cases.torchvision_deform, case, {k: None if v is None else v.float() for k, v in low.items()})
+    as_fp32 = {k: None if v is None else v.float() for k, v in low.items()}
+    ref = cases.run_deform(cases.torchvision_deform, case, as_fp32)
     tol = 1e-2 if dtype == torch.float16 else 2e-2  # one rounding of the fp32 result to the low dtype
     errors = cases.max_rel_errors(ours, ref)
     assert max(errors.values()) < tol, errors

@@ -121,7 +121,8 @@ def test_kernels_compile_for_sm90_without_a_gpu(kind: str) -> None:
         else:
             sig[name] = "fp32" if name[0] in "abc" and name[1] == "_" else "i32"
     divisible = {"C", "Cout", "Cg", "Cout_g", "Cog"}
-    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names) if n.endswith("_ptr") or n in divisible}
+    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names)
+             if n.endswith("_ptr") or n in divisible}
     compiled = triton.compile(ASTSource(fn, sig, constexprs, attrs), target=GPUTarget("cuda", 90, 32),
                               options={"num_warps": warps, "num_stages": stages})
     assert "wgmma" in compiled.asm["ptx"] or "mma" in compiled.asm["ptx"]  # the tap GEMM runs on tensor cores

@@ -57,7 +57,7 @@ def _define(name: str, forward_impl: Callable, backward_impl: Callable):  # noqa
                      for g, ref in zip(grads, (input, offset, input if mask is None else mask, weight)))
 
     @backward.register_fake
-    def _(grad_out, input, offset, mask, weight, geometry, kernel, groups, offset_groups, needs):  # noqa: ANN001, ANN202
+    def _(grad_out, input, offset, mask, weight, geometry, kernel, groups, offset_groups, needs):  # noqa: ANN001
         refs = (input, offset, mask, weight)
         return tuple(ref.new_empty(ref.shape) if need and ref is not None else (input if ref is None else ref)
                      .new_empty(_EMPTY_SHAPE) for need, ref in zip(needs, refs))

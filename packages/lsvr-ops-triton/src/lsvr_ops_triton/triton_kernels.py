@@ -150,7 +150,8 @@ def sampled_conv_bwd_data_kernel(
     """Gradients of input (atomic scatter into fp32 channels-last ``gx``), offset and mask (fp32 atomics).
 
     gcol[p, c] = Σ_co grad_out[n, co, p] · w[g, k, c, co] for each tap k, then
-    grad_mask = Σ_c gcol · sample, grad_pos = Σ_c gcol · mask · ∂sample/∂pos, grad_x[corner] += gcol · mask · w_corner.
+    grad_mask = Σ_c gcol · sample, grad_pos = Σ_c gcol · mask · ∂sample/∂pos and
+    grad_x[corner] += gcol · mask · w_corner.
     """
     pid_p = tl.program_id(0)
     pid_c = tl.program_id(1)
