@@ -160,3 +160,8 @@ def test_landmarks_from_boxes(voc_sample: Path) -> None:
                                             [x2, (y1 + y2) / 2]]
     c = t.contours[0]
     assert c.shape == (36, 2) and c[:, 0].min() == x1 and c[:, 1].max() == y2
+
+
+def test_config_accepts_integer_years() -> None:
+    assert VocDatasetConfig(sets=[[2007, "trainval"], [2012, "trainval"]]).sets == [("2007", "trainval"),
+                                                                                     ("2012", "trainval")]

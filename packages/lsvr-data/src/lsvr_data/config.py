@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lsvr_core.specs import DatasetConfig, EvaluatorConfig
 
@@ -91,6 +91,14 @@ class VocDatasetConfig(_DatasetCommon):
     sets: list[tuple[str, str]] = Field(default_factory=lambda: [("2007", "test")], description="[(year, split)]")
     difficult_as_crowd: bool = Field(False, description="mark difficult objects iscrowd (ignored by assigners)")
     check_images: bool = True
+
+    @field_validator("sets", mode="before")
+    @classmethod
+    def _years_as_text(cls, value: object) -> object:
+        """Accept ``[[2007, trainval]]`` (a YAML int year) as well as ``[["2007", "trainval"]]``."""
+        if isinstance(value, list | tuple):
+            return [[str(v) for v in item] if isinstance(item, list | tuple) else item for item in value]
+        return value
 
 
 class SyntheticDatasetConfig(_DatasetCommon):
