@@ -115,10 +115,9 @@ class LSNetCriterion(nn.Module):
         logits, labels = [], []
         for i, targets in enumerate(batch.targets):
             gt = prepare_gt(targets, self.layout.task)
-            gt = LandmarkGT(*(None if v is None else v.to(device) for v in vars(gt).values()))
-            vidx = valid_points(targets.image_size, sizes, strides, self.pad_divisor, device).nonzero().squeeze(1)
-            level_counts = torch.bucketize(vidx, torch.tensor(counts, device=device).cumsum(0), right=True)
-            level_counts = torch.bincount(level_counts, minlength=len(counts)).tolist()
+            valid = valid_points(targets.image_size, sizes, strides, self.pad_divisor, device)  # (P,)
+            level_counts = [int(v.sum()) for v in valid.split(counts)]
+            vidx = valid.nonzero().squeeze(1)
             a_init = self.assigner_init(points[vidx], point_levels[vidx], gt.boxes)
             a_ref = self.assigner_refine(proposals[i, vidx], level_counts, gt.boxes)
             pos_init.add(i, vidx[a_init >= 0], a_init[a_init >= 0], gt)
