@@ -30,7 +30,7 @@ def test_overfit_eight_voc_images(voc_sample: Path) -> None:
     from lsvr_data.voc import build_voc
     from lsvr_data.voc_eval import build_voc_evaluator
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     ds = build_voc(VocDatasetConfig(root="VOCdevkit", sets=[("2012", "val")],
                                     pipeline=PipelineConfig(resize="square", square_size=192)),
