@@ -16,6 +16,7 @@ Prints the device, versions, shapes and the ratio of each loop to the batched ca
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -93,9 +94,13 @@ def main() -> None:
     agree = all(torch.equal(out.cls_state[i], ref[i][0]) and torch.equal(out.reg_pos[i], ref[i][2])
                 for i in range(args.batch))
 
-    dev_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else platform.processor() or "cpu"
-    print(f"device: {args.device} ({dev_name}), torch threads {torch.get_num_threads()}")
-    print(f"versions: python {platform.python_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}")
+    cuda = args.device.startswith("cuda")
+    dev_name = torch.cuda.get_device_name(args.device) if cuda else platform.processor() or "cpu"
+    load = ", load average %.1f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else ""
+    print(f"device: {args.device} ({dev_name}), torch threads {torch.get_num_threads()}, "
+          f"{os.cpu_count()} CPUs{load}")
+    print(f"versions: python {platform.python_version()}, torch {torch.__version__}, "
+          f"torchvision {torchvision.__version__}")
     print(f"shapes: batch {args.batch}, input {args.size}x{args.size}, anchors {len(anchors)}, classes {args.classes}, "
           f"objects per image 1..{args.max_gt} (mean {counts.float().mean():.1f}, padded G {gt.shape[1]})")
     print(f"batched result equals the per-object reference loop: {agree}")

@@ -52,13 +52,13 @@ def batched_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """
     b1 = [boxes1[..., i, None] for i in range(4)]  # 4 x (B, G, 1)
     b2 = [boxes2[..., i][:, None] for i in range(4)]  # 4 x (B or 1, 1, A)
-    iw = (torch.minimum(b1[2], b2[2]) - torch.maximum(b1[0], b2[0])).clamp_(min=0)
-    ih = (torch.minimum(b1[3], b2[3]) - torch.maximum(b1[1], b2[1])).clamp_(min=0)
-    inter = iw.mul_(ih)  # (B, G, A)
-    area1 = (b1[2] - b1[0]).clamp(min=0) * (b1[3] - b1[1]).clamp(min=0)
-    area2 = (b2[2] - b2[0]).clamp(min=0) * (b2[3] - b2[1]).clamp(min=0)
-    union = (area1 + area2) - inter
-    return inter.div_(union.clamp_(min=1e-12))
+    iw = torch.minimum(b1[2], b2[2]).sub_(torch.maximum(b1[0], b2[0])).clamp_(min=0)  # (B, G, A)
+    ih = torch.minimum(b1[3], b2[3]).sub_(torch.maximum(b1[1], b2[1])).clamp_(min=0)
+    inter = iw.mul_(ih)
+    area1 = (b1[2] - b1[0]).clamp(min=0) * (b1[3] - b1[1]).clamp(min=0)  # (B, G, 1)
+    area2 = (b2[2] - b2[0]).clamp(min=0) * (b2[3] - b2[1]).clamp(min=0)  # (B or 1, 1, A)
+    union = (area1 + area2).sub_(inter).clamp_(min=1e-12)
+    return inter.div_(union)
 
 
 def crowd_ignore(anchors_xyxy: Tensor, gt_boxes: Tensor, gt_crowd: Tensor, min_ioa: float) -> Tensor:
@@ -74,25 +74,27 @@ def crowd_ignore(anchors_xyxy: Tensor, gt_boxes: Tensor, gt_crowd: Tensor, min_i
 
 
 def force_best(m: Tensor, rows: Tensor) -> Tensor:
-    """Set each row's maximum to 1 (every object keeps a "best" anchor; §3 step 5a).
+    """Set each row's maximum to 1 (every object keeps a "best" anchor; §3 step 5a), in place.
 
     Args:
-        m: (B, G, A) float quality matrix.
+        m: (B, G, A) float quality matrix (overwritten and returned).
         rows: (B, G) bool rows to process (the objects).
     """
     best = m.argmax(-1, keepdim=True)  # (B, G, 1); first index on ties, as torch.max in the reference
     value = torch.where(rows[..., None], torch.ones_like(best, dtype=m.dtype), m.gather(-1, best))
-    return m.scatter(-1, best, value)
+    return m.scatter_(-1, best, value)
 
 
 def keep_column_max(m: Tensor, rows: Tensor) -> Tensor:
-    """Zero every entry that is not its anchor column's maximum over the objects (ties keep all; §3 step 5b).
+    """Zero every entry that is not its anchor column's maximum over the objects (ties keep all; §3 step 5b),
+    in place.
 
-    Rows outside ``rows`` (padding, crowd) are excluded from the maximum and come back as zeros.
+    Rows outside ``rows`` (padding, crowd) are excluded from the maximum and come back as zeros. Entries are
+    assumed >= 0.
     """
-    m = m.masked_fill(~rows[..., None], -1.0)
+    m.masked_fill_(~rows[..., None], -1.0)
     col_max = m.amax(1, keepdim=True)  # (B, 1, A)
-    return torch.where((m == col_max) & rows[..., None], m, torch.zeros_like(m))
+    return m.mul_(m == col_max).clamp_(min=0.0)  # an all-padding column is -1 everywhere -> 0
 
 
 def rank_in_row(m: Tensor, k_max: int) -> tuple[Tensor, Tensor]:
@@ -110,7 +112,7 @@ def mark_top(m: Tensor, ks: list[Tensor], values: list[float]) -> Tensor:
         ks: per-row counts (B, G) int64 in decreasing order of the mark they get, e.g. [n_ign, n_pos].
         values: the mark of each count, e.g. [2, 3]: the top n_ign become 2, then the top n_pos become 3.
     Returns:
-        (B, G, A) float with the marks written.
+        ``m`` with the marks written in place.
     """
     k_max = int(torch.stack(ks).max()) if m.numel() else 0
     if k_max == 0:
@@ -119,7 +121,7 @@ def mark_top(m: Tensor, ks: list[Tensor], values: list[float]) -> Tensor:
     top = m.gather(-1, idx)  # (B, G, k)
     for k, value in zip(ks, values):
         top = torch.where(rank < k[..., None], torch.full_like(top, value), top)
-    return m.scatter(-1, idx, top)
+    return m.scatter_(-1, idx, top)
 
 
 def nonzero_count(m: Tensor) -> Tensor:
@@ -182,7 +184,7 @@ class MutualGuideAssigner:
         return self._v2(iou_anc, iou_reg, p, objects, crowd)
 
     def _v1(self, iou_anc: Tensor, iou_reg: Tensor, p: Tensor, objects: Tensor, crowd: Tensor) -> Assignment:
-        q_amp = iou_anc.pow((self.sigma - p) / self.sigma)  # §3 step 4, from the raw anchor IoU
+        q_amp = iou_anc.pow((self.sigma - p) / self.sigma)  # §3 step 4, from the raw anchor IoU (before 5)
         iou_anc, iou_reg, q_amp = (keep_column_max(force_best(m, objects), objects) for m in (iou_anc, iou_reg, q_amp))
         n_pos = (iou_anc >= self.pos_iou).sum(-1)  # (B, G): what IoU matching gives each object
         n_ign = (iou_anc >= self.ignore_iou).sum(-1)
@@ -205,13 +207,14 @@ class MutualGuideAssigner:
 
 
 def _add_top(m: Tensor, k: Tensor) -> Tensor:
-    """Add 3 to each row's ``k`` largest entries (v2 marking keeps the quality: value - 3 is the IoU; §7)."""
+    """Add 3 to each row's ``k`` largest entries, in place (v2 marking keeps the quality: value - 3 is the IoU;
+    §7)."""
     k_max = int(k.max()) if k.numel() else 0
     if k_max == 0:
         return m
     idx, rank = rank_in_row(m, k_max)
     bonus = torch.where(rank < k[..., None], 3.0, 0.0).to(m.dtype)  # (B, G, k)
-    return m.scatter_add(-1, idx, bonus)
+    return m.scatter_add_(-1, idx, bonus)
 
 
 class IoUAssigner:

@@ -12,6 +12,8 @@ from pydantic import Field
 from lsvr_core.builtin.configs import FocalLossConfig
 from lsvr_core.specs import AssignerConfig, BackboneConfig, HeadConfig, LossConfig, NeckConfig
 
+_PRETRAINED = "torchvision ImageNet weights from torch's hub cache (never downloaded)"
+
 # --- backbones (§2 "Backbones": each returns c3 at stride 8 and c4 at stride 16) ---------------------------
 
 
@@ -19,7 +21,7 @@ class VGG16BNConfig(BackboneConfig):
     """torchvision VGG16-BN: conv4_3 (512 @ 8) and pool4 + conv5_x (512 @ 16)."""
 
     type: Literal["vgg16_bn"] = "vgg16_bn"
-    pretrained: bool = Field(False, description="torchvision ImageNet weights from torch's hub cache (never downloaded)")
+    pretrained: bool = Field(False, description=_PRETRAINED)
 
 
 class ResNetMGConfig(BackboneConfig):
@@ -27,7 +29,7 @@ class ResNetMGConfig(BackboneConfig):
 
     type: Literal["resnet_mg"] = "resnet_mg"
     depth: Literal[18, 34, 50] = 18
-    pretrained: bool = Field(False, description="torchvision ImageNet weights from torch's hub cache (never downloaded)")
+    pretrained: bool = Field(False, description=_PRETRAINED)
 
 
 class ShuffleNetV2Config(BackboneConfig):
@@ -35,7 +37,7 @@ class ShuffleNetV2Config(BackboneConfig):
 
     type: Literal["shufflenet_v2"] = "shufflenet_v2"
     width: Literal["0.5", "1.0", "1.5", "2.0"] = "1.0"
-    pretrained: bool = Field(False, description="torchvision ImageNet weights from torch's hub cache (never downloaded)")
+    pretrained: bool = Field(False, description=_PRETRAINED)
 
 
 class RepVGGConfig(BackboneConfig):
@@ -85,7 +87,7 @@ class MutualGuideAssignerConfig(AssignerConfig):
     ignore_iou: float = Field(0.4, gt=0, le=1, description="v1: anchor IoU that fixes n_ign per object")
     sigma: float = Field(2.0, gt=0, description="amplification temperature sigma")
     topk: int = Field(15, gt=0, description="v2: candidates summed for the dynamic k")
-    crowd_ioa: float = Field(0.5, gt=0, le=1, description="negatives whose anchor lies this much in a crowd box are ignored")
+    crowd_ioa: float = Field(0.5, gt=0, le=1, description="negatives this much inside a crowd box are ignored")
 
 
 class IoUAssignerConfig(AssignerConfig):
