@@ -31,6 +31,7 @@ class DeformCase:
     mask: bool = True
     bias: bool = True
     offset_scale: float = 2.0  # offsets ~ N(0, scale²) px: with these sizes many samples fall outside the map
+    integer_share: float = 0.0  # share of offsets rounded to integers (the gradient's one-sided points, incl. 0)
 
     def out_hw(self) -> tuple[int, int]:
         kh, kw = self.kernel
@@ -47,9 +48,13 @@ class DeformCase:
         def rnd(*shape: int) -> Tensor:
             return torch.randn(*shape, generator=gen, dtype=torch.float64).to(dtype)
 
+        offset = torch.randn(self.n, 2 * self.offset_groups * k, ho, wo, generator=gen, dtype=torch.float64)
+        offset = offset * self.offset_scale
+        rounded = torch.rand(offset.shape, generator=gen, dtype=torch.float64) < self.integer_share
+        offset = torch.where(rounded, offset.round(), offset)
         return {
             "input": rnd(self.n, self.c, self.h, self.w),
-            "offset": rnd(self.n, 2 * self.offset_groups * k, ho, wo) * self.offset_scale,
+            "offset": offset.to(dtype),
             "weight": rnd(self.cout, self.c // self.groups, kh, kw) / math.sqrt(self.c * k),
             "bias": rnd(self.cout) if self.bias else None,
             "mask": torch.rand(self.n, self.offset_groups * k, ho, wo, generator=gen, dtype=torch.float64).to(dtype)
@@ -147,4 +152,6 @@ DEFORM_CASES = {
     "no_mask_no_bias": DeformCase(mask=False, bias=False),
     "mask_no_bias_kernel_3x2_pad0": DeformCase(kernel=(3, 2), padding=0, bias=False),
     "far_out_of_bounds": DeformCase(offset_scale=8.0),
+    "zero_offsets": DeformCase(offset_scale=0.0),  # every layer's state at initialisation
+    "integer_offsets_stride2_dilation2": DeformCase(h=9, w=8, stride=2, dilation=2, padding=2, integer_share=1.0),
 }

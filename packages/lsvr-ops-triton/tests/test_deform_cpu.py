@@ -105,8 +105,11 @@ def test_pyramid_cpu_path_matches_reference_and_spec_formula(scale_hw: tuple[flo
     assert torch.allclose(ours["out"], loop, rtol=0, atol=1e-10)
 
 
-def test_pyramid_with_unit_scale_is_padding1_dcn_v1() -> None:
+@pytest.mark.parametrize("integer_offsets", [False, True])
+def test_pyramid_with_unit_scale_is_padding1_dcn_v1(integer_offsets: bool) -> None:
     t = cases.pyramid_tensors(feat_hw=(6, 8), out_hw=(6, 8), dtype=torch.float64)
+    if integer_offsets:  # positions on pixel centres: the offset gradient takes torchvision's (floor) side
+        t["offset"] = t["offset"].round()
     ours = cases.run_pyramid(pyramid_deform_conv2d, t, (1.0, 1.0))
     tv = cases.run_pyramid(lambda f, o, w, s: torchvision.ops.deform_conv2d(f, o, w, padding=1), t, (1.0, 1.0))
     assert max(cases.max_rel_errors(ours, tv).values()) < 1e-10

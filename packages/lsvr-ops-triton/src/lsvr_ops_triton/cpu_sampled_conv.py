@@ -1,10 +1,16 @@
 """Fast PyTorch path of the sampled convolutions (the CPU backend): batched bilinear sampling + one matmul.
 
 For each chunk of (images, output rows) the kh·kw taps are sampled with one ``F.grid_sample`` call (zero
-padding, align_corners=False, x_n = (2x + 1)/W − 1: exactly DCN's bilinear rule with zeros outside
-(−1, H)×(−1, W)), multiplied by the mask and contracted with the weight by one batched matmul. The backward
-recomputes the samples chunk by chunk and calls ``aten.grid_sampler_2d_backward``, so memory stays bounded
-by the chunk size instead of growing with 9× the input (issue 9).
+padding, align_corners=False, x_n = (2x + 1)/W − 1: DCN's bilinear rule with zeros outside (−1, H)×(−1, W)),
+multiplied by the mask and contracted with the weight by one batched matmul. The backward recomputes the
+samples chunk by chunk and calls ``aten.grid_sampler_2d_backward``, so memory stays bounded by the chunk size
+instead of growing with 9× the input (issue 9).
+
+Exactness at integer positions (e.g. every tap at initialisation, when the offsets are zero): the offset
+gradient of bilinear sampling jumps at integer coordinates, and torchvision takes the floor side. The input is
+zero-padded at the bottom/right to power-of-two sizes, which makes the normalisation and grid_sample's inverse
+map exact for such positions, so the floor side is taken here too (also at −1, where torchvision, unlike mmcv,
+keeps the gradient towards row / column 0).
 
 Geometry: tap (i, j) of output (ho, wo) reads row ``ho·a_h + i·b_h + c_h + dy`` and column
 ``wo·a_w + j·b_w + c_w + dx`` (see :mod:`lsvr_ops_triton.functional`).
@@ -46,34 +52,43 @@ def _chunks(n: int, ho: int, per_row_bytes: int) -> Iterator[tuple[int, int, int
         yield n0, min(n, n0 + imgs), 0, ho
 
 
+def _pow2(v: int) -> int:
+    return 1 << (v - 1).bit_length()
+
+
 class _Sampler:
     """Builds the sampling grid of one chunk and samples it (shared by forward and backward)."""
 
     def __init__(self, input: Tensor, offset: Tensor, geometry: Sequence[float], kernel: Sequence[int],
                  offset_groups: int) -> None:
-        self.input, self.offset, self.og = input, offset, offset_groups
+        self.offset, self.og = offset, offset_groups
         self.n, self.c, self.h, self.w = input.shape
+        self.hp, self.wp = _pow2(self.h), _pow2(self.w)  # padded sizes (zeros below / right: same samples)
+        pad = (0, self.wp - self.w, 0, self.hp - self.h)
+        self.input = F.pad(input, pad) if any(pad) else input  # (N, C, Hp, Wp)
         self.ho, self.wo = offset.shape[-2:]
         self.k = kernel[0] * kernel[1]
         rows, cols = _base_positions(geometry, kernel, self.ho, self.wo)
-        # normalised base coordinates: (2p + 1)/size − 1, offsets then add 2·d/size
-        self.base_y = ((2 * rows + 1) / self.h - 1).to(input.dtype)  # (K, Ho)
-        self.base_x = ((2 * cols + 1) / self.w - 1).to(input.dtype)  # (K, Wo)
+        # normalised base coordinates: (2p + 1)/size − 1; offsets then add 2·d/size
+        self.base_y = ((2 * rows + 1) / self.hp - 1).to(input.dtype)  # (K, Ho)
+        self.base_x = ((2 * cols + 1) / self.wp - 1).to(input.dtype)  # (K, Wo)
 
     def grid(self, n0: int, n1: int, r0: int, r1: int) -> Tensor:
         """(nb·og, K·R, Wo, 2) normalised (x, y) grid of images n0:n1, output rows r0:r1."""
         nb, r = n1 - n0, r1 - r0
         off = self.offset[n0:n1, :, r0:r1].reshape(nb, self.og, self.k, 2, r, self.wo)
-        gy = self.base_y[:, r0:r1, None] + off[:, :, :, 0] * (2.0 / self.h)  # (nb, og, K, R, Wo)
-        gx = self.base_x[:, None, :] + off[:, :, :, 1] * (2.0 / self.w)
+        gy = self.base_y[:, r0:r1, None] + off[:, :, :, 0] * (2.0 / self.hp)  # (nb, og, K, R, Wo)
+        gx = self.base_x[:, None, :] + off[:, :, :, 1] * (2.0 / self.wp)
         return torch.stack((gx, gy), dim=-1).view(nb * self.og, self.k * r, self.wo, 2)
+
+    def chunk_input(self, n0: int, n1: int) -> Tensor:
+        """(nb·og, C/og, Hp, Wp) padded input of images n0:n1, one offset group per batch entry."""
+        return self.input[n0:n1].reshape((n1 - n0) * self.og, self.c // self.og, self.hp, self.wp)
 
     def sample(self, n0: int, n1: int, grid: Tensor) -> Tensor:
         """(nb, og, C/og, K, R·Wo) unmasked bilinear samples."""
-        nb = n1 - n0
-        x = self.input[n0:n1].reshape(nb * self.og, self.c // self.og, self.h, self.w)
-        s = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        return s.view(nb, self.og, self.c // self.og, self.k, -1)
+        s = F.grid_sample(self.chunk_input(n0, n1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return s.view(n1 - n0, self.og, self.c // self.og, self.k, -1)
 
 
 def _compute_dtype(t: Tensor) -> torch.dtype:
@@ -141,15 +156,14 @@ def sampled_conv_backward(grad_out: Tensor, input: Tensor, offset: Tensor, mask:
         if not (need_x or need_off):
             continue
         g_s = g_cols if m_chunk is None else g_cols.mul_(m_chunk)
-        xs = x[n0:n1].reshape(nb * og, c // og, h, w)
         g_xs, g_grid = torch.ops.aten.grid_sampler_2d_backward(
-            g_s.view(nb * og, c // og, k * r, wo), xs, grid, 0, 0, False, [need_x, need_off])
+            g_s.view(nb * og, c // og, k * r, wo), sp.chunk_input(n0, n1), grid, 0, 0, False, [need_x, need_off])
         if need_x:
-            g_x[n0:n1] += g_xs.view(nb, c, h, w)
+            g_x[n0:n1] += g_xs.view(nb, c, sp.hp, sp.wp)[:, :, :h, :w]
         if need_off:
             g_grid = g_grid.view(nb, og, k, r, wo, 2)
-            g_off[n0:n1, :, :, 0, r0:r1] = g_grid[..., 1] * (2.0 / h)
-            g_off[n0:n1, :, :, 1, r0:r1] = g_grid[..., 0] * (2.0 / w)
+            g_off[n0:n1, :, :, 0, r0:r1] = g_grid[..., 1] * (2.0 / sp.hp)
+            g_off[n0:n1, :, :, 1, r0:r1] = g_grid[..., 0] * (2.0 / sp.wp)
     return (
         None if g_x is None else g_x.to(input.dtype),
         None if g_off is None else g_off.view(offset.shape).to(offset.dtype),

@@ -54,20 +54,24 @@ def _positions(off_ptr, mask_ptr, n, p, pmask, ho, wo, k, c_glob, cmask, c_first
 
 @triton.jit
 def _corners(y, x, H, W):
-    """Corner indices, bilinear fractions and validity of positions (any shape); all-invalid outside."""
-    inside = (y > -1.0) & (y < H) & (x > -1.0) & (x < W)
-    y = tl.where(inside, y, -2.0)
-    x = tl.where(inside, x, -2.0)
+    """Corner indices, bilinear fractions and validity of positions (any shape).
+
+    No separate inside test: a sample outside (−1, H)×(−1, W) has only invalid corners, so its value and
+    gradients are 0, and at exactly −1 the gradient towards row / column 0 is kept, as in torchvision. Clamping
+    to [−2, size + 1] only keeps ``floor`` in int32 range (all corners out there are invalid anyway).
+    """
+    y = tl.minimum(tl.maximum(y, -2.0), H + 1.0)
+    x = tl.minimum(tl.maximum(x, -2.0), W + 1.0)
     y0f = tl.floor(y)
     x0f = tl.floor(x)
     ly = y - y0f
     lx = x - x0f
     y0 = y0f.to(tl.int32)
     x0 = x0f.to(tl.int32)
-    vy0 = inside & (y0 >= 0)
-    vy1 = inside & (y0 + 1 <= H - 1)
-    vx0 = x0 >= 0
-    vx1 = x0 + 1 <= W - 1
+    vy0 = (y0 >= 0) & (y0 < H)
+    vy1 = (y0 >= -1) & (y0 < H - 1)
+    vx0 = (x0 >= 0) & (x0 < W)
+    vx1 = (x0 >= -1) & (x0 < W - 1)
     return y0, x0, ly, lx, vy0, vy1, vx0, vx1
 
 
