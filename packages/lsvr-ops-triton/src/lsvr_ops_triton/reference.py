@@ -39,7 +39,7 @@ def pyramid_sampling_grid(offset: Tensor, feature_hw: Sequence[int], scale_hw: S
     Args:
         offset: (N, 18, H, W) per-tap (dy, dx) offsets in feature-level pixels, channel 2k = dy, 2k+1 = dx of
             tap k = 3i + j (row-major).
-        feature_hw: (H', W') size of the sampled feature map.
+        feature_hw: (H', W') size of the sampled feature map (or of its zero-padded version).
         scale_hw: (s_h, s_w) ratio of the feature's size to the offset's size (LSNet spec §2.3 step 2).
     Returns:
         (N, 9·H, W, 2) grid, last dim (x, y) normalised with align_corners=False: x_n = (2x + 1)/W' − 1.
@@ -73,12 +73,17 @@ def pyramid_deform_conv2d_reference(
         bias: optional (Cout,).
     Returns:
         (N, Cout, H, W), the output at the offset's resolution.
+    The feature is zero-padded at the bottom/right to power-of-two sizes (same samples): the normalised
+    coordinates are then exact for integer positions, where the offset gradient takes the floor side as in
+    torchvision's DCN.
     Source: LSNet spec §2.4, §9 item 2.
     """
     n, c, hf, wf = feature.shape
     h, w = offset.shape[-2:]
-    grid = pyramid_sampling_grid(offset.to(feature.dtype), (hf, wf), scale_hw)
-    sampled = F.grid_sample(feature, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    hp, wp = 1 << (hf - 1).bit_length(), 1 << (wf - 1).bit_length()
+    padded = F.pad(feature, (0, wp - wf, 0, hp - hf))
+    grid = pyramid_sampling_grid(offset.to(feature.dtype), (hp, wp), scale_hw)
+    sampled = F.grid_sample(padded, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     cols = sampled.view(n, c * 9, h * w)  # (N, C·9, H·W), index c·9 + k matches weight (Cout, C, 3, 3)
     out = torch.matmul(weight.reshape(weight.shape[0], c * 9), cols).view(n, -1, h, w)
     if bias is not None:
