@@ -37,6 +37,14 @@ def _bias(RH, RW, offs_m, offs_n, mask, H, W):
 
 
 @triton.jit
+def _mm(a, b, PRECISION: tl.constexpr):
+    """``a @ b`` with fp32 accumulation; ``PRECISION`` (``ieee``/``tf32``) applies to fp32 operands only."""
+    if PRECISION == "none":
+        return tl.dot(a, b)
+    return tl.dot(a, b, input_precision=PRECISION)
+
+
+@triton.jit
 def _onehot_dot(ds, idx, BLOCK_C: tl.constexpr, SPLIT: tl.constexpr, PRECISION: tl.constexpr):
     """``ds @ onehot(idx)``: (BLOCK_M, BLOCK_N) fp32 x (BLOCK_N, BLOCK_C) -> (BLOCK_M, BLOCK_C) fp32 sums of
     ds over the keys whose index is c."""
@@ -46,7 +54,7 @@ def _onehot_dot(ds, idx, BLOCK_C: tl.constexpr, SPLIT: tl.constexpr, PRECISION: 
         lo = (ds - hi.to(tl.float32)).to(tl.bfloat16)
         oh = onehot.to(tl.bfloat16)
         return tl.dot(hi, oh) + tl.dot(lo, oh)
-    return tl.dot(ds, onehot.to(tl.float32), input_precision=PRECISION)
+    return _mm(ds, onehot.to(tl.float32), PRECISION)
 
 
 @triton.jit
@@ -76,14 +84,14 @@ def _fwd_kernel(Q, K, V, RH, RW, O, LSE, L, H, W, DQK, DV,
                     other=0.0)
         v = tl.load(V + offs_n[:, None] * DV + offs_dv[None, :], mask=n_mask[:, None] & (offs_dv[None, :] < DV),
                     other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=PRECISION)  # (BLOCK_M, BLOCK_N) fp32
+        s = _mm(q, tl.trans(k), PRECISION)  # (BLOCK_M, BLOCK_N) fp32
         s += _bias(RH, RW, offs_m, offs_n, m_mask[:, None] & n_mask[None, :], H, W)
         s = tl.where(n_mask[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         p = tl.exp(s - m_new[:, None])
         alpha = tl.exp(m_i - m_new)
         l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+        acc = acc * alpha[:, None] + _mm(p.to(v.dtype), v, PRECISION)
         m_i = m_new
     acc = acc / l_i[:, None]
     tl.store(O + bh * L * DV + offs_m[:, None] * DV + offs_dv[None, :], acc.to(O.dtype.element_ty),
@@ -125,12 +133,12 @@ def _bwd_dkdv_kernel(Q, K, V, RH, RW, DO, LSE, DELTA, DK, DVV, L, H, W, DQK, DV,
         lse = tl.load(LSE + offs_m, mask=m_mask, other=0.0)
         delta = tl.load(DELTA + offs_m, mask=m_mask, other=0.0)
         mn = m_mask[:, None] & n_mask[None, :]
-        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) + _bias(RH, RW, offs_m, offs_n, mn, H, W)
+        s = _mm(q, tl.trans(k), PRECISION) + _bias(RH, RW, offs_m, offs_n, mn, H, W)
         p = tl.where(mn, tl.exp(s - lse[:, None]), 0.0)  # (BLOCK_M, BLOCK_N)
-        dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PRECISION)
-        dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
+        dv += _mm(tl.trans(p.to(do.dtype)), do, PRECISION)
+        dp = _mm(do, tl.trans(v), PRECISION)
         ds = p * (dp - delta[:, None])
-        dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PRECISION)
+        dk += _mm(tl.trans(ds.to(q.dtype)), q, PRECISION)
     tl.store(DK + bh * L * DQK + offs_n[:, None] * DQK + offs_dq[None, :], dk.to(DK.dtype.element_ty), mask=kmask)
     tl.store(DVV + bh * L * DV + offs_n[:, None] * DV + offs_dv[None, :], dv.to(DVV.dtype.element_ty), mask=vmask)
 
@@ -168,11 +176,11 @@ def _bwd_dq_kernel(Q, K, V, RH, RW, DO, LSE, DELTA, DQ, DRH, DRW, L, H, W, DQK, 
         v = tl.load(V + offs_n[:, None] * DV + offs_dv[None, :], mask=n_mask[:, None] & (offs_dv[None, :] < DV),
                     other=0.0)
         mn = m_mask[:, None] & n_mask[None, :]
-        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) + _bias(RH, RW, offs_m, offs_n, mn, H, W)
+        s = _mm(q, tl.trans(k), PRECISION) + _bias(RH, RW, offs_m, offs_n, mn, H, W)
         p = tl.where(mn, tl.exp(s - lse[:, None]), 0.0)
-        dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
+        dp = _mm(do, tl.trans(v), PRECISION)
         ds = p * (dp - delta[:, None])  # (BLOCK_M, BLOCK_N) fp32, zero outside the valid block
-        dq += tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)
+        dq += _mm(ds.to(k.dtype), k, PRECISION)
         drh += _onehot_dot(ds, offs_n // W, BLOCK_H, SPLIT, PRECISION)
         drw += _onehot_dot(ds, offs_n % W, BLOCK_W, SPLIT, PRECISION)
     tl.store(DQ + bh * L * DQK + offs_m[:, None] * DQK + offs_dq[None, :], dq.to(DQ.dtype.element_ty), mask=qmask)
@@ -186,12 +194,17 @@ def _pow2(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
 
-def _config(device: torch.device) -> tuple[int, int, str, bool]:
-    """(BLOCK_M, BLOCK_N, fp32 dot precision, split one-hot dots) for this device and mode."""
+def _config(device: torch.device, dtype: torch.dtype) -> tuple[int, int, str, bool]:
+    """(BLOCK_M, BLOCK_N, dot precision, split one-hot dots) for this device, mode and q/k/v dtype.
+
+    The precision is ``none`` for 16-bit operands, else ``ieee`` (interpreter; CUDA unless
+    ``torch.backends.cuda.matmul.allow_tf32``) or ``tf32``. Block sizes are untuned defaults.
+    """
     if triton_interpret() or device.type != "cuda":
-        return 16, 16, "ieee", False
-    precision = "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
-    return 64, 64, precision, True
+        return 16, 16, "ieee" if dtype == torch.float32 else "none", False
+    if dtype != torch.float32:
+        return 64, 64, "none", True
+    return 64, 64, "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee", True
 
 
 class _RelposAttention(torch.autograd.Function):
@@ -204,7 +217,7 @@ class _RelposAttention(torch.autograd.Function):
         rel_h, rel_w = rel_h.contiguous(), rel_w.contiguous()
         out = torch.empty((b, g, length, dv), device=q.device, dtype=v.dtype)
         lse = torch.empty((b, g, length), device=q.device, dtype=torch.float32)
-        block_m, block_n, precision, _ = _config(q.device)
+        block_m, block_n, precision, _ = _config(q.device, q.dtype)
         grid = (triton.cdiv(length, block_m), b * g)
         _fwd_kernel[grid](q, k, v, rel_h, rel_w, out, lse, length, height, width, dqk, dv,
                           BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_DQK=_pow2(dqk), BLOCK_DV=_pow2(dv),
@@ -225,11 +238,13 @@ class _RelposAttention(torch.autograd.Function):
         dvv = torch.empty_like(v)
         drh = torch.empty_like(rel_h)
         drw = torch.empty_like(rel_w)
-        block_m, block_n, precision, split = _config(q.device)
+        block_m, block_n, precision, split = _config(q.device, q.dtype)
         common = dict(BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_DQK=_pow2(dqk), BLOCK_DV=_pow2(dv), PRECISION=precision,
                       num_warps=4, num_stages=2)
         _bwd_dkdv_kernel[(triton.cdiv(length, block_n), b * g)](
             q, k, v, rel_h, rel_w, dout, lse, delta, dk, dvv, length, height, width, dqk, dv, **common)
+        if _pow2(height) + _pow2(width) > 128 and block_m > 32:  # keep the dRH/dRW accumulators in registers
+            common["BLOCK_M"] = block_m = 32
         _bwd_dq_kernel[(triton.cdiv(length, block_m), b * g)](
             q, k, v, rel_h, rel_w, dout, lse, delta, dq, drh, drw, length, height, width, dqk, dv,
             BLOCK_H=_pow2(height), BLOCK_W=_pow2(width), SPLIT=split, **common)
