@@ -120,7 +120,9 @@ class MutualGuideHead(nn.Module):
     def losses(self, loc: Tensor, conf: Tensor, anchors: Tensor, assigned: Assignment, gt_boxes: Tensor,
                gt_labels: Tensor) -> dict[str, Tensor]:
         """Classification over every class logit of the non-ignored anchors, summed and divided by the number
-        of positives; regression on the regression positives, divided by 4 x the sum of their weights."""
+        of positives; regression on the regression positives, divided by 4 x the sum of their weights.
+        Computed in float32 whatever the autocast precision."""
+        loc, conf = loc.float(), conf.float()
         pos = assigned.cls_state == POSITIVE  # (B, A)
         labels = gt_labels.gather(1, assigned.cls_gt)  # (B, A)
         target = F.one_hot(labels, self.num_classes).to(conf.dtype) * (assigned.cls_quality * pos)[..., None]
