@@ -146,6 +146,27 @@ class DetectionDataset(torch.utils.data.Dataset):
             state["_coco_gt"] = None
         return state
 
+    def prepare(self, image: Tensor, image_id: int = -1) -> tuple[Tensor, Targets]:
+        """Apply the test-time pipeline to a loose image (``lsvr predict``).
+
+        Args:
+            image: (3, H, W) uint8 RGB in the file's pixel grid.
+            image_id: id recorded in the returned metadata.
+        Returns:
+            ``(image (3, H', W') uint8, Targets)`` with no instances and ``scale``/``orig_size``/``image_size``
+            set, exactly as ``self[i]`` would give for an image of that size with ``train=False``.
+        """
+        h, w = int(image.shape[-2]), int(image.shape[-1])
+        sample = Sample(
+            image=image, boxes=torch.zeros((0, 4), dtype=torch.float32), labels=torch.zeros((0,), dtype=torch.int64),
+            iscrowd=torch.zeros((0,), dtype=torch.bool), ann_ids=torch.zeros((0,), dtype=torch.int64),
+            image_id=image_id, orig_size=(h, w), difficult=None,
+        )
+        if self.task.startswith("pose"):
+            sample.keypoints = torch.zeros((0, 17, 3), dtype=torch.float32)
+        sample = Pipeline(self.pipeline.cfg, False)(sample, torch.Generator().manual_seed(0))
+        return sample.image, sample.to_targets()
+
     def targets(self, index: int) -> Targets:
         """Targets of item ``index`` in the original frame, without decoding the image."""
         return self.original_sample(index, with_image=False).to_targets()

@@ -40,7 +40,11 @@ def build_dataset(cfg: Any, manager: Any, *, train: bool) -> Any:
     section = cfg.data.train if train else cfg.data.val
     if section is None:
         raise ConfigError("data.val is not set: evaluation needs a validation dataset")
-    return manager.build("dataset", section, root=cfg.data.root, train=train, task=cfg.task)
+    dataset = manager.build("dataset", section, root=cfg.data.root, train=train, task=cfg.task)
+    if train and isinstance(getattr(dataset, "aug_seed", None), int):
+        # augmentation follows runtime.seed as well as the dataset's own seed
+        dataset.aug_seed = dataset.aug_seed * 1_000_003 + cfg.runtime.seed
+    return dataset
 
 
 def build_evaluator(cfg: Any, manager: Any, dataset: Any) -> Any | None:
