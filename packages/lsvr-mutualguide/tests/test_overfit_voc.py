@@ -48,12 +48,12 @@ def test_overfit_eight_voc_images(voc_sample: Path) -> None:
     for _ in range(ITERATIONS):
         losses = model(batch)
         loss = sum(losses.values())
-        first = first if first is not None else float(loss)
+        first = first if first is not None else float(loss.detach())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         schedule.step()
-    assert float(loss) < 0.2 * first
+    assert float(loss.detach()) < 0.2 * first
     for m in model.modules():  # re-estimate BatchNorm statistics on the training images
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.reset_running_stats()
