@@ -77,6 +77,10 @@ def test_frozen_stages_and_norm_eval_cover_lesa_norms() -> None:
     assert torch.equal(before, model.stages[2][1].conv2.binary.bn_similarity.running_var)
     model = build_lesa_r50(LESAR50Config(**SMALL, norm_eval=False)).train()
     assert model.stages[2][1].conv2.binary.bn_qkv.training
+    from torchvision.ops import FrozenBatchNorm2d
+
+    model = build_lesa_r50(LESAR50Config(**SMALL, norm="frozen_bn"))
+    assert isinstance(model.stem[1], FrozenBatchNorm2d) and isinstance(model.stages[2][3].bn1, FrozenBatchNorm2d)
 
 
 def test_wider_feature_map_than_max_input_size_raises() -> None:
