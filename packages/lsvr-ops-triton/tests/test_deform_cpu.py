@@ -54,7 +54,9 @@ def test_cpu_path_matches_torchvision_forward_and_all_gradients(name: str) -> No
     assert max(errors32.values()) < 1e-4, errors32
 
 
-def test_cpu_path_chunking_over_images_and_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("save_bytes", [0, cpu_sampled_conv.SAVE_BYTES], ids=["resample", "saved_samples"])
+def test_cpu_path_chunking_over_images_and_rows(save_bytes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpu_sampled_conv, "SAVE_BYTES", save_bytes)
     case = cases.DeformCase(n=3, h=9, w=6, groups=2, offset_groups=2)
     tensors = case.tensors(torch.float64)
     whole = cases.run_deform(deform_conv2d, case, tensors)
@@ -65,6 +67,15 @@ def test_cpu_path_chunking_over_images_and_rows(monkeypatch: pytest.MonkeyPatch)
         chunked = cases.run_deform(deform_conv2d, case, tensors)
         assert max(cases.max_rel_errors(chunked, ref).values()) < 1e-10
         assert max(cases.max_rel_errors(chunked, whole).values()) < 1e-12
+
+
+def test_saved_samples_survive_a_second_backward() -> None:
+    case = cases.DeformCase()
+    t = cases.leaves(case.tensors(torch.float64))
+    out = deform_conv2d(t["input"], t["offset"], t["weight"], t["bias"], t["mask"], padding=1)
+    first = torch.autograd.grad(out.square().sum(), list(t.values()), retain_graph=True)
+    second = torch.autograd.grad(out.square().sum(), list(t.values()))
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
 def test_gradcheck_cpu_path_float64() -> None:

@@ -18,6 +18,7 @@ Geometry: tap (i, j) of output (ho, wo) reads row ``ho·a_h + i·b_h + c_h + dy`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -26,6 +27,8 @@ from torch import Tensor
 
 #: Bytes of sampled columns one chunk may hold (forward; the backward holds about three such buffers).
 CHUNK_BYTES = 64 * 2**20
+#: The forward keeps its samples for the backward (saving one resampling) while they fit in this many bytes.
+SAVE_BYTES = 256 * 2**20
 
 
 def _base_positions(geometry: Sequence[float], kernel: Sequence[int], ho: int, wo: int) -> tuple[Tensor, Tensor]:
@@ -95,9 +98,20 @@ def _compute_dtype(t: Tensor) -> torch.dtype:
     return torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else t.dtype
 
 
+def saved_samples_shape(input: Tensor, offset: Tensor, kernel: Sequence[int], offset_groups: int,
+                        save: bool) -> tuple[int, ...]:
+    """Shape of the samples the forward keeps: (N, og, C/og, K, Ho, Wo), or (0,) when not kept."""
+    n, c = input.shape[:2]
+    shape = (n, offset_groups, c // offset_groups, kernel[0] * kernel[1], *offset.shape[-2:])
+    itemsize = torch.empty(0, dtype=_compute_dtype(input)).element_size()
+    return shape if save and math.prod(shape) * itemsize <= SAVE_BYTES else (0,)
+
+
 def sampled_conv_forward(input: Tensor, offset: Tensor, mask: Tensor | None, weight: Tensor, bias: Tensor | None,
-                         geometry: Sequence[float], kernel: Sequence[int], groups: int, offset_groups: int) -> Tensor:
-    """Output (N, Cout, Ho, Wo) of the sampled convolution (shapes as :func:`~lsvr_ops_triton.deform_conv2d`)."""
+                         geometry: Sequence[float], kernel: Sequence[int], groups: int, offset_groups: int,
+                         save_samples: bool = False) -> tuple[Tensor, Tensor]:
+    """Output (N, Cout, Ho, Wo) of the sampled convolution (shapes as :func:`~lsvr_ops_triton.deform_conv2d`)
+    and the unmasked samples for the backward (shape :func:`saved_samples_shape`; empty when not kept)."""
     dt = _compute_dtype(input)
     x, off, wt = input.to(dt).contiguous(), offset.to(dt), weight.to(dt)
     m = None if mask is None else mask.to(dt)
@@ -106,24 +120,34 @@ def sampled_conv_forward(input: Tensor, offset: Tensor, mask: Tensor | None, wei
     cout = weight.shape[0]
     w_g = wt.reshape(groups, cout // groups, (c // groups) * k)  # (g, Cout/g, Cg·K)
     out = torch.empty(n, cout, ho, wo, dtype=dt, device=input.device)
-    for n0, n1, r0, r1 in _chunks(n, ho, c * k * wo * x.element_size()):
+    keep_shape = saved_samples_shape(input, offset, kernel, offset_groups, save_samples)
+    kept = x.new_empty(keep_shape)
+    chunks = list(_chunks(n, ho, c * k * wo * x.element_size()))
+    for n0, n1, r0, r1 in chunks:
         nb, r = n1 - n0, r1 - r0
         s = sp.sample(n0, n1, sp.grid(n0, n1, r0, r1))  # (nb, og, C/og, K, L)
+        if kept.numel():
+            if len(chunks) == 1:
+                kept = s.view(keep_shape)
+            else:
+                kept[n0:n1, ..., r0:r1, :] = s.view(nb, offset_groups, c // offset_groups, k, r, wo)
         if m is not None:
             s = s * m[n0:n1, :, r0:r1].reshape(nb, offset_groups, 1, k, r * wo)
         cols = s.view(nb, groups, (c // groups) * k, r * wo)
         out[n0:n1, :, r0:r1] = torch.matmul(w_g, cols).view(nb, cout, r, wo)
     if bias is not None:
         out += bias.to(dt).view(1, -1, 1, 1)
-    return out.to(input.dtype)
+    return out.to(input.dtype), kept
 
 
 def sampled_conv_backward(grad_out: Tensor, input: Tensor, offset: Tensor, mask: Tensor | None, weight: Tensor,
                           geometry: Sequence[float], kernel: Sequence[int], groups: int, offset_groups: int,
-                          needs: Sequence[bool]) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+                          needs: Sequence[bool], samples: Tensor | None = None,
+                          ) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
     """Gradients (input, offset, mask, weight) of :func:`sampled_conv_forward`; ``needs`` selects which.
 
-    The bias gradient is ``grad_out.sum((0, 2, 3))`` and is left to the caller.
+    ``samples``: what the forward kept (read only), or None / empty to resample. The bias gradient is
+    ``grad_out.sum((0, 2, 3))`` and is left to the caller.
     """
     need_x, need_off, need_m, need_w = needs
     need_m = need_m and mask is not None
@@ -142,7 +166,9 @@ def sampled_conv_backward(grad_out: Tensor, input: Tensor, offset: Tensor, mask:
         nb, r = n1 - n0, r1 - r0
         gout = go[n0:n1, :, r0:r1].reshape(nb, groups, cout // groups, r * wo)
         grid = sp.grid(n0, n1, r0, r1)
-        s = sp.sample(n0, n1, grid)  # (nb, og, C/og, K, L)
+        fresh = samples is None or samples.numel() == 0
+        s = (sp.sample(n0, n1, grid) if fresh  # (nb, og, C/og, K, L)
+             else samples[n0:n1, ..., r0:r1, :].reshape(nb, og, c // og, k, r * wo))
         m_chunk = None if m is None else m[n0:n1, :, r0:r1].reshape(nb, og, 1, k, r * wo)
         g_cols = None
         if need_x or need_off or need_m:
@@ -150,7 +176,8 @@ def sampled_conv_backward(grad_out: Tensor, input: Tensor, offset: Tensor, mask:
         if need_m:
             g_m[n0:n1, :, :, r0:r1] = (g_cols * s).sum(2).view(nb, og, k, r, wo)
         if need_w:
-            cols = (s if m_chunk is None else s.mul_(m_chunk)).view(nb, groups, cg * k, r * wo)
+            cols = s if m_chunk is None else (s.mul_(m_chunk) if fresh else s * m_chunk)
+            cols = cols.view(nb, groups, cg * k, r * wo)
             for b in range(nb):  # accumulate image by image: no (nb, g, Cout/g, Cg·K) temporary
                 g_w.baddbmm_(gout[b], cols[b].transpose(-1, -2))
         if not (need_x or need_off):
