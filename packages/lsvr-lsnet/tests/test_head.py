@@ -164,3 +164,23 @@ def test_rejects_bad_configs() -> None:
         build_lsnet_head(LSNetHeadConfig(in_levels=("p6", "p7", "p8")), input_shape(16), 3, "bbox")
     with pytest.raises(ConfigError, match="norm_groups"):
         build_lsnet_head(LSNetHeadConfig(feat_channels=18, norm_groups=4), input_shape(16), 3, "bbox")
+
+
+@pytest.mark.parametrize("task", ["bbox", "pose_kbox"])
+def test_predict_batch_of_two_equals_one_by_one(task: str) -> None:
+    # test-time batches > 1 (the reference's pose path only handled 1, §11.8): each image's predictions depend
+    # on its own features and image size only
+    torch.manual_seed(0)
+    head = make_head(task, score_thr=0.0).eval()
+    for p in head.parameters():
+        torch.nn.init.normal_(p, 0, 0.05)
+    feats, b = features(2, 64, 64), batch()
+    together = head.predict(feats, b)
+    for i in range(2):
+        alone = head.predict({k: v[i:i + 1] for k, v in feats.items()}, type(b)(b.images[i:i + 1], [b.targets[i]]))[0]
+        assert len(alone) == len(together[i]) > 0
+        torch.testing.assert_close(alone.boxes, together[i].boxes)
+        torch.testing.assert_close(alone.scores, together[i].scores)
+        assert together[i].image_id == b.targets[i].image_id
+    # image 1 is 56 x 48: its boxes stay inside it
+    assert (together[1].boxes[:, 2] <= 48).all() and (together[1].boxes[:, 3] <= 56).all()

@@ -28,7 +28,8 @@ class ATSSAssignerConfig(AssignerConfig):
 
     type: Literal["atss"] = "atss"
     topk: int = Field(9, gt=0, description="candidates per FPN level, nearest predicted-box centres")
-    inside_eps: float = Field(0.01, ge=0, description="a candidate's centre must lie inside the GT by more than this (px)")
+    inside_eps: float = Field(0.01, ge=0,
+                              description="a candidate's centre must lie inside the GT by more than this (px)")
 
 
 class CrossIoULossConfig(LossConfig):

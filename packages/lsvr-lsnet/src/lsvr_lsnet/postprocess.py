@@ -48,7 +48,8 @@ class LSNetPostprocessor:
                 for i, t in enumerate(batch.targets)]
 
     def _image(self, out: HeadOutputs, i: int, meta: Targets, points: Tensor, point_strides: Tensor,
-               starts: list[int], sizes: list[tuple[int, int]], strides: list[int], device: torch.device) -> Predictions:
+               starts: list[int], sizes: list[tuple[int, int]], strides: list[int],
+               device: torch.device) -> Predictions:
         valid = valid_points(meta.image_size, sizes, strides, self.pad_divisor, device)
         keep_idx, keep_scores = [], []
         for lv, cls in enumerate(out.cls):

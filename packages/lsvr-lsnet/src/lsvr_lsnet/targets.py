@@ -99,7 +99,8 @@ def prepare_gt(targets: Targets, task: str) -> LandmarkGT:
     return gt
 
 
-def grid_points(sizes: list[tuple[int, int]], strides: list[int], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+def grid_points(sizes: list[tuple[int, int]], strides: list[int],
+                device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """Anchor points of all levels, concatenated fine to coarse, row-major within a level.
 
     Args:

@@ -91,7 +91,8 @@ class PyramidFusion(nn.Module):
         normal_init(self.fuse)
         normal_init(self.skip)
 
-    def offset_scales(self, level: int, sizes: list[tuple[int, int]]) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    def offset_scales(self, level: int,
+                      sizes: list[tuple[int, int]]) -> list[tuple[tuple[float, float], tuple[float, float]]]:
         """Per visited level: ((s_h, s_w) of the kernel's base grid, (m_h, m_w) applied to the offsets).
 
         ``s = size(l') / size(l)`` from the actual feature sizes (spec §11.2); ``m = s`` unless faithful, where
