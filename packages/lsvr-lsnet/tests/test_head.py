@@ -135,9 +135,9 @@ def test_pyramid_fusion_samples_the_landmark_projected_on_each_level() -> None:
     assert captured == pytest.approx([1.0, 1.0, 0.5])
 
 
-@pytest.mark.parametrize("task", list(EXPECTED))
-def test_training_losses_are_finite_and_reach_every_parameter(task: str) -> None:
-    head = make_head(task)
+@pytest.mark.parametrize(("task", "conv_module"), [(t, "plain") for t in EXPECTED] + [("bbox", "dcn")])
+def test_training_losses_are_finite_and_reach_every_parameter(task: str, conv_module: str) -> None:
+    head = make_head(task, conv_module)
     losses = head(features(2, 64, 64), batch())
     keys = {"loss_cls", "loss_pts_init", "loss_pts_refine"} | ({"loss_box_init", "loss_box_refine"}
                                                                if task == "pose_bbox" else set())

@@ -101,9 +101,10 @@ class LSNetCriterion(nn.Module):
         sizes, device = out.sizes, out.cls[0].device
         points, point_strides, point_levels = grid_points(sizes, strides, device)
         counts = [h * w for h, w in sizes]
-        cls = flatten_levels(out.cls, out.cls[0].shape[1]).flatten(2)  # (N, P, C)
-        init = {b: flatten_levels(v, 4) for b, v in out.init.items()}  # (N, P, K, 4)
-        refine = {b: flatten_levels(v, 4) for b, v in out.refine.items()}
+        # losses in float32 even under autocast
+        cls = flatten_levels(out.cls, out.cls[0].shape[1]).flatten(2).float()  # (N, P, C)
+        init = {b: flatten_levels(v, 4).float() for b, v in out.init.items()}  # (N, P, K, 4)
+        refine = {b: flatten_levels(v, 4).float() for b, v in out.refine.items()}
         with torch.no_grad():  # ATSS proposals: boxes decoded from the detached init predictions (§3.2)
             box_from = self.layout.branch(self.layout.box).box_from
             box_init = init[self.layout.box].detach()

@@ -53,7 +53,7 @@ class LSNetPostprocessor:
         valid = valid_points(meta.image_size, sizes, strides, self.pad_divisor, device)
         keep_idx, keep_scores = [], []
         for lv, cls in enumerate(out.cls):
-            scores = cls[i].sigmoid().flatten(1).t()  # (H W, C)
+            scores = cls[i].float().sigmoid().flatten(1).t()  # (H W, C)
             idx = valid[starts[lv]:starts[lv + 1]].nonzero().squeeze(1)
             scores = scores[idx]
             if len(idx) > self.nms_pre:
@@ -64,7 +64,7 @@ class LSNetPostprocessor:
         idx, scores = torch.cat(keep_idx), torch.cat(keep_scores)  # (M,), (M, C)
 
         def landmarks(branch: str) -> Tensor:
-            vec = torch.cat([r[i].flatten(1).t() for r in out.refine[branch]])[idx]  # (M, 4K)
+            vec = torch.cat([r[i].flatten(1).t() for r in out.refine[branch]])[idx].float()  # (M, 4K)
             return decode_landmarks(vec.view(len(idx), -1, 4), points[idx], point_strides[idx])  # (M, K, 2) px
 
         h_img, w_img = meta.image_size
