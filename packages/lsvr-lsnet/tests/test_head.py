@@ -105,9 +105,12 @@ def test_offset_scales_intended_and_faithful() -> None:
     assert fixed.offset_scales(2, odd)[2][0] == (13 / 25, 21 / 42)
 
 
-def test_pyramid_fusion_samples_the_landmark_projected_on_each_level() -> None:
-    # one-hot features: level l' has a 1 at the cell where a landmark 2 cells right of anchor (1, 1) lands
-    fusion = PyramidFusion(1, 1, faithful_offset_scaling=False)
+@pytest.mark.parametrize(("faithful", "expected"), [(False, [1.0, 1.0, 0.5]), (True, [1.0, 1.0, 0.4375])])
+def test_pyramid_fusion_samples_the_landmark_projected_on_each_level(faithful: bool, expected: list[float]) -> None:
+    # one-hot features: level l' has a 1 at the cell where a landmark 2 cells right of anchor (2, 2) lands.
+    # faithful (§11.1): the 3rd level's offset is scaled by 0.5 * 0.25, so column 0.75 + 0.125 instead of
+    # 0.75 + 0.25: bilinear weight 0.875 (column) x 0.5 (row) = 0.4375
+    fusion = PyramidFusion(1, 1, faithful_offset_scaling=faithful)
     with torch.no_grad():
         fusion.weight.zero_()
         fusion.weight[0, 0, 1, 2] = 1.0  # only tap k = 5 (row 1, col 2) contributes
@@ -132,7 +135,7 @@ def test_pyramid_fusion_samples_the_landmark_projected_on_each_level() -> None:
         fusion(feats, 0, offset)
     finally:
         towers.pyramid_deform_conv2d = real
-    assert captured == pytest.approx([1.0, 1.0, 0.5])
+    assert captured == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(("task", "conv_module"), [(t, "plain") for t in EXPECTED] + [("bbox", "dcn")])
