@@ -60,13 +60,17 @@ def environment(mode: str) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------------ timing
-def time_cpu(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
-    """Minimum wall time in ms of each function over ``reps`` rounds after one warm-up; the functions run
-    alternately within a round, so load from other users of the machine hits all of them alike."""
+def time_cpu(fns: dict[str, Callable[[], Any]], reps: int, budget_s: float = 2.0) -> dict[str, float]:
+    """Minimum wall time in ms of each function over at least ``reps`` rounds (more for fast functions, up to
+    about ``budget_s`` per row and 50 rounds) after one warm-up; the functions run alternately within a round,
+    so load from other users of the machine hits all of them alike."""
+    start = time.perf_counter()
     for fn in fns.values():
         fn()
+    warm = time.perf_counter() - start
+    rounds = max(reps, min(50, int(budget_s / max(warm, 1e-6))))
     best = {name: math.inf for name in fns}
-    for _ in range(reps):
+    for _ in range(rounds):
         for name, fn in fns.items():
             t0 = time.perf_counter()
             fn()
