@@ -45,7 +45,7 @@ def test_recipes_validate(ref: str) -> None:
 
 
 def test_reference_hyperparameters() -> None:
-    cfg = load_config("lsnet:pose_kbox_x101_fpn_dconv_c3-c5_mstrain_2x_coco", get_plugin_manager())
+    cfg = load_config("lsnet:pose_kbox_x101_dconv_c3-c5_mstrain_2x_coco", get_plugin_manager())
     assert cfg.task == "pose_kbox" and cfg.model.num_classes == 1
     assert cfg.model.backbone.depth == 101 and cfg.model.backbone.groups == 64
     assert cfg.model.backbone.dcn_stages == (False, True, True, True)
