@@ -92,10 +92,12 @@ def test_triton_interpreter_more_cases() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("variant", ["bf16-first-config", "fp16-per-channel-offset-groups"])
 @pytest.mark.parametrize("kind", ["fwd", "data", "weight"])
-def test_kernels_compile_for_sm90_without_a_gpu(kind: str) -> None:
-    """Ahead-of-time compile (Triton → PTX → ptxas, no device needed) of each kernel's first autotune config in
-    bf16: catches GPU-only compile errors (dot shapes, dtypes, layouts) that the interpreter cannot."""
+def test_kernels_compile_for_sm90_without_a_gpu(kind: str, variant: str) -> None:
+    """Ahead-of-time compile (Triton → PTX → ptxas, no device needed) of each kernel: the first autotune config
+    in bf16 with one offset group, and the fallback tiles in fp16 with per-channel offset groups. Catches
+    GPU-only compile errors (dot shapes, dtypes, layouts) that the interpreter cannot."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -107,9 +109,10 @@ def test_kernels_compile_for_sm90_without_a_gpu(kind: str) -> None:
     if not ptxas.exists():
         pytest.skip("Triton's bundled ptxas is not installed")
     fn = getattr(tk, _KERNELS[kind])
-    bp, bc, bco, warps, stages = CONFIGS[kind][0]
-    constexprs = dict(KW=3, K=9, HAS_MASK=True, OG_UNIFORM=True, DOT_PRECISION="ieee", OG=1, BLOCK_P=bp, BLOCK_C=bc,
-                      BLOCK_CO=bco)
+    uniform = variant.startswith("bf16")
+    bp, bc, bco, warps, stages = CONFIGS[kind][0] if uniform else (64, 16, 32, 4, 2)
+    constexprs = dict(KW=3, K=9, HAS_MASK=True, OG_UNIFORM=uniform, DOT_PRECISION="ieee", BLOCK_P=bp, BLOCK_C=bc,
+                      BLOCK_CO=bco, **(dict(OG=1) if uniform else {}))
     constexprs.update(dict(HAS_BIAS=True) if kind == "fwd" else dict(NEED_X=True, NEED_OFF=True, NEED_MASK=True)
                       if kind == "data" else {})
     fp32_ptrs = {"off_ptr", "mask_ptr", "gx_ptr", "goff_ptr", "gmask_ptr", "gw_ptr"}
@@ -118,10 +121,10 @@ def test_kernels_compile_for_sm90_without_a_gpu(kind: str) -> None:
         if name in constexprs:
             sig[name] = "constexpr"
         elif name.endswith("_ptr"):
-            sig[name] = "*fp32" if name in fp32_ptrs else "*bf16"
+            sig[name] = "*fp32" if name in fp32_ptrs else ("*bf16" if uniform else "*fp16")
         else:
             sig[name] = "fp32" if name[0] in "abc" and name[1] == "_" else "i32"
-    divisible = {"C", "Cout", "Cg", "Cout_g", "Cog"}
+    divisible = {"C", "Cout", "Cg", "Cout_g", "Cog"} if uniform else set()
     attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names)
              if n.endswith("_ptr") or n in divisible}
     compiled = triton.compile(ASTSource(fn, sig, constexprs, attrs), target=GPUTarget("cuda", 90, 32),
