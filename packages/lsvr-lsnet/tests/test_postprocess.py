@@ -90,3 +90,18 @@ def test_pose_outputs_and_small_box_filter() -> None:
     pred = post("pose_bbox")(outputs("pose_bbox", 1, [(0, 4, 4, 0, 0.9, off)]), meta(), STRIDES)[0]
     torch.testing.assert_close(pred.boxes[0], torch.tensor([16.0, 8.0, 52.0, 56.0]))
     torch.testing.assert_close(pred.keypoints[0, :, :2], 32.0 + off[:17] * 8)
+
+
+def test_batched_nms_topk_equals_full_nms() -> None:
+    from torchvision.ops import batched_nms
+
+    from lsvr_lsnet.postprocess import batched_nms_topk
+
+    gen = torch.Generator().manual_seed(0)
+    xy = torch.rand(6000, 2, generator=gen) * 200
+    boxes = torch.cat([xy, xy + 10 + torch.rand(6000, 2, generator=gen) * 40], dim=1)
+    scores = torch.randperm(6000, generator=gen).float() / 6000  # distinct scores: no tie-order ambiguity
+    labels = torch.randint(0, 5, (6000,), generator=gen)
+    for k, chunk in ((100, 50), (100, 1000), (3000, 200)):
+        expected = batched_nms(boxes, scores, labels, 0.6)[:k]
+        assert torch.equal(batched_nms_topk(boxes, scores, labels, 0.6, k, chunk), expected)

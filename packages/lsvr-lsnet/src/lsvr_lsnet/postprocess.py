@@ -13,6 +13,30 @@ from lsvr_lsnet.layouts import TaskLayout
 from lsvr_lsnet.targets import grid_points, valid_points
 
 
+def batched_nms_topk(boxes: Tensor, scores: Tensor, labels: Tensor, iou: float, k: int, chunk: int = 1000) -> Tensor:
+    """``torchvision.ops.batched_nms(boxes, scores, labels, iou)[:k]``, computed on the highest-scoring candidates.
+
+    Greedy NMS keeps or drops a candidate by looking only at higher-scoring boxes of its class, so NMS over the
+    top-n candidates keeps exactly the survivors of the full NMS that lie in the top-n; once those number at
+    least ``k`` they are the answer. n starts at ``chunk`` and grows x4 until then (or all are used). Same result,
+    without NMS over hundreds of thousands of (location, class) pairs of an 80-class model on a CPU.
+
+    Args:
+        boxes: (M, 4) xyxy. scores: (M,). labels: (M,) int64 class of each candidate.
+        iou: suppression threshold (IoU > iou suppresses). k: detections to keep. chunk: first n.
+    Returns:
+        (<= k,) int64 indices into the inputs, by decreasing score.
+    """
+    order = scores.argsort(descending=True)
+    n = chunk
+    while True:
+        sel = order[:n]
+        keep = batched_nms(boxes[sel], scores[sel], labels[sel], iou)
+        if len(keep) >= k or n >= len(order):
+            return sel[keep[:k]]
+        n *= 4
+
+
 class LSNetPostprocessor:
     """Turn raw head outputs into input-frame :class:`~lsvr_core.structures.Predictions`.
 
@@ -77,7 +101,7 @@ class LSNetPostprocessor:
 
         loc, label = (scores > self.score_thr).nonzero(as_tuple=True)
         det_scores = scores[loc, label]
-        keep = batched_nms(boxes[loc], det_scores, label, self.nms_iou)[: self.max_per_img]
+        keep = batched_nms_topk(boxes[loc], det_scores, label, self.nms_iou, self.max_per_img)
         loc, label, det_scores = loc[keep], label[keep], det_scores[keep]
         pred = Predictions(boxes=boxes[loc], scores=det_scores, labels=label, image_id=meta.image_id)
         if self.layout.task == "bbox":
