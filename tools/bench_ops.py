@@ -175,12 +175,14 @@ def _cpu_times(fns: dict[str, Callable[[], torch.Tensor]], leaves: list[torch.Te
     return {**fwd, **both}
 
 
-def run_cpu(reps: int) -> list[dict]:
+def run_cpu(reps: int, groups: tuple[str, ...] = ("issue9", "demo")) -> list[dict]:
+    """``groups``: "issue9" (the issue's two DCN v2 shapes), "demo" (the LSNet demo head's CPU shapes)."""
     os.environ["LSVR_KERNEL_BACKEND"] = "torch"
     rows = []
     demo = level_sizes((128, 128))
-    dcn_shapes = [("issue9", 4, 256, (40, 40)), ("issue9", 4, 128, (64, 64))]
-    dcn_shapes += [("demo head P3", 8, 64, demo[0]), ("demo head P4", 8, 64, demo[1])]
+    dcn_shapes = [("issue9", 4, 256, (40, 40)), ("issue9", 4, 128, (64, 64))] if "issue9" in groups else []
+    if "demo" in groups:
+        dcn_shapes += [("demo head P3", 8, 64, demo[0]), ("demo head P4", 8, 64, demo[1])]
     for tag, n, c, hw in dcn_shapes:
         t = dcn_inputs(n, c, *hw, "cpu", torch.float32, 2.0)
         fns = dcn_fns(t, None)
@@ -189,7 +191,7 @@ def run_cpu(reps: int) -> list[dict]:
         conv = {"conv2d": lambda: F.conv2d(t["input"], t["weight"], t["bias"], padding=1)}
         row.update(_cpu_times({**fns, **conv}, list(t.values()), reps))
         rows.append(row)
-    for level in range(5):  # the demo head's pyramid calls: every base level and its three visits
+    for level in range(5 if "demo" in groups else 0):  # the demo head's pyramid calls: each base level, 3 visits
         feats = [demo[v] for v in visits(level)]
         t = pyramid_inputs(8, 64, demo[level], feats, "cpu", torch.float32, 2.0)
         fns = pyramid_fns(t, demo[level], feats)
@@ -290,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default cpu 3, cuda 20)")
     parser.add_argument("--batches", default="2,8", help="cuda mode batch sizes")
     parser.add_argument("--dtypes", default="bfloat16,float32", help="cuda mode dtypes")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks", help="folder for ops_<mode>.txt/.json")
+    parser.add_argument("--rows", default="issue9,demo", help="cpu mode row groups: issue9, demo")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks",
+                        help="folder for ops_<mode>[_<rows>][_<n>threads].txt/.json")
     args = parser.parse_args(argv)
     if args.mode == "cuda" and not torch.cuda.is_available():
         print("--mode cuda needs a CUDA GPU; use --mode cpu", file=sys.stderr)
@@ -299,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "cpu":
         torch.set_num_threads(args.threads)
         env = environment("cpu")
-        rows = run_cpu(args.reps or 3)
+        rows = run_cpu(args.reps or 3, tuple(args.rows.split(",")))
     else:
         env = environment("cuda")
         dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
@@ -307,9 +311,13 @@ def main(argv: list[str] | None = None) -> int:
     text = format_rows(env, rows, extra)
     print(text, end="")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"ops_{args.mode}.txt").write_text(text)
-    (args.out / f"ops_{args.mode}.json").write_text(json.dumps({"env": env, "device_peaks": extra, "rows": rows},
-                                                               indent=1) + "\n")
+    stem = f"ops_{args.mode}"
+    if args.mode == "cpu":  # non-default runs get their own files
+        stem += "" if args.rows == "issue9,demo" else "_" + args.rows.replace(",", "_")
+        stem += "" if args.threads == 2 else f"_{args.threads}threads"
+    (args.out / f"{stem}.txt").write_text(text)
+    (args.out / f"{stem}.json").write_text(json.dumps({"env": env, "device_peaks": extra, "rows": rows},
+                                                      indent=1) + "\n")
     return 0
 
 
