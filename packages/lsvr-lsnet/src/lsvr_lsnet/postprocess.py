@@ -96,6 +96,9 @@ class LSNetPostprocessor:
         main = landmarks(self.layout.main)
         box_lm = main if self.layout.box == self.layout.main else landmarks(self.layout.box)
         boxes = landmarks_to_boxes(box_lm, self.layout.branch(self.layout.box).box_from)
+        # an extreme-point box is inverted when e.g. the left point lies right of the right point (the reference
+        # outputs it as is); order the corners so every output box is a valid xyxy box
+        boxes = torch.cat([torch.minimum(boxes[:, :2], boxes[:, 2:]), torch.maximum(boxes[:, :2], boxes[:, 2:])], 1)
         boxes = torch.minimum(boxes.clamp(min=0), limit.repeat(2))
         main = torch.minimum(main.clamp(min=0), limit)
 
