@@ -87,4 +87,5 @@ def overfit(coco_mini: Path, tmp_path: Path, task: str) -> dict[str, float]:
 def test_overfit_four_coco_mini_images(coco_mini: Path, tmp_path: Path, task: str, metric: str,
                                        threshold: float) -> None:
     metrics = overfit(coco_mini, tmp_path, task)
+    print(task, {k: round(v, 3) for k, v in metrics.items() if k.endswith(("/AP", "/AP50"))})  # shown with -s
     assert metrics[metric] >= threshold, {k: round(v, 3) for k, v in metrics.items() if "AP" in k}
