@@ -25,3 +25,9 @@ class DataError(LsvrError):
     """Input data is missing or malformed; the message names the file and the annotation (exit code 2)."""
 
     exit_code = 2
+
+
+class ConversionError(LsvrError):
+    """A checkpoint cannot be converted: the message lists every unmapped or mis-shaped key (exit code 2)."""
+
+    exit_code = 2

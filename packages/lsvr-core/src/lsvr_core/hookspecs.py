@@ -20,7 +20,7 @@ from typing import Any
 
 import pluggy
 
-from lsvr_core.specs import ComponentSpec, RecipeSpec, RunInfo
+from lsvr_core.specs import ComponentSpec, ConverterSpec, RecipeSpec, RunInfo
 
 PROJECT = "lsvr"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -73,6 +73,16 @@ def lsvr_layers() -> list[ComponentSpec]:
 @hookspec
 def lsvr_recipes() -> list[RecipeSpec]:
     """Shipped YAML configs, addressable as ``namespace:name`` in ``extends:`` and on the command line."""
+
+
+@hookspec
+def lsvr_weight_converters() -> list[ConverterSpec]:
+    """Converters from reference checkpoints to lsvr state dicts, used by ``lsvr convert-weights FORMAT SRC DST``.
+
+    Each :class:`~lsvr_core.specs.ConverterSpec` names a format (e.g. ``mutualguide-v1``) and a lazily imported
+    ``(state_dict) -> state_dict`` callable that raises :class:`~lsvr_core.errors.ConversionError` with the full
+    list of keys it cannot map.
+    """
 
 
 @hookspec

@@ -26,7 +26,7 @@ import pluggy
 
 from lsvr_core import hookspecs
 from lsvr_core.errors import PluginError
-from lsvr_core.specs import KINDS, ComponentSpec, RecipeSpec
+from lsvr_core.specs import KINDS, ComponentSpec, ConverterSpec, RecipeSpec
 
 ENTRY_POINT_GROUP = "lsvr"
 BUILTIN_PLUGINS = (
@@ -94,6 +94,7 @@ class PluginManager:
         self.records: dict[str, PluginRecord] = {}
         self._components: dict[str, dict[str, ComponentSpec]] = {k: {} for k in KINDS}
         self._recipes: dict[str, RecipeSpec] = {}
+        self._converters: dict[str, ConverterSpec] = {}
         disabled = _disabled_names()
         core_version = _dist_version("lsvr-core")
         for module_name, name in BUILTIN_PLUGINS:
@@ -156,6 +157,22 @@ class PluginManager:
                         f"and by {recipe.distribution} (plugin {recipe.plugin!r})"
                     )
                 self._recipes[recipe.ref] = recipe
+        for impl in self.pm.hook.lsvr_weight_converters.get_hookimpls():
+            record = self.records[impl.plugin_name]
+            try:
+                converters = list(impl.function() or [])
+            except Exception as err:
+                record.status, record.error = "failed", f"lsvr_weight_converters(): {_format_import_error(err)}"
+                continue
+            for conv in converters:
+                conv = _with_origin(conv, record)
+                other = self._converters.get(conv.name)
+                if other is not None:
+                    raise PluginError(
+                        f"weight converter {conv.name!r} is registered twice: by {other.distribution} "
+                        f"(plugin {other.plugin!r}) and by {conv.distribution} (plugin {conv.plugin!r})"
+                    )
+                self._converters[conv.name] = conv
 
     def _add_component(self, kind: str, spec: ComponentSpec, record: PluginRecord) -> None:
         if spec.kind != kind:
@@ -216,6 +233,18 @@ class PluginManager:
         except KeyError:
             valid = ", ".join(sorted(self._recipes)) or "none registered"
             raise PluginError(f"unknown recipe {ref!r}; valid: {valid}") from None
+
+    def converters(self) -> list[ConverterSpec]:
+        """Registered weight converters, sorted by format name."""
+        return sorted(self._converters.values(), key=lambda c: c.name)
+
+    def converter(self, name: str) -> ConverterSpec:
+        """Return the converter for format ``name``; the error lists the valid formats."""
+        try:
+            return self._converters[name]
+        except KeyError:
+            valid = ", ".join(sorted(self._converters)) or "none registered"
+            raise PluginError(f"unknown weight format {name!r}; valid: {valid}") from None
 
     def default_recipe(self) -> RecipeSpec | None:
         """The recipe a bare ``lsvr run`` uses: the highest ``default_priority`` > 0."""

@@ -211,6 +211,34 @@ def recipes_from_dir(namespace: str, package: str, summaries: dict[str, str], de
     return out
 
 
+@dataclass(frozen=True)
+class ConverterSpec:
+    """A weight converter: maps a reference implementation's released checkpoint to lsvr's parameter names.
+
+    ``lsvr convert-weights NAME SRC DST`` loads ``SRC`` (``torch.load(weights_only=True)``; a ``state_dict``,
+    ``model`` or ``module`` entry is unwrapped), calls ``factory(state_dict) -> state_dict`` and writes ``DST``
+    as an lsvr weights file that ``model.init_from`` accepts.
+
+    The factory must map every key or raise :class:`lsvr_core.errors.ConversionError` listing all unmapped
+    and mis-shaped keys (never drop a tensor silently).
+
+    Attributes:
+        name: the FORMAT argument, e.g. ``mutualguide-v1``; unique across installed plugins.
+        factory: ``"module:callable"`` with signature ``(dict[str, Tensor]) -> dict[str, Tensor]``.
+        summary: one line for ``lsvr convert-weights --list`` (which checkpoints, from which repository).
+    """
+
+    name: str
+    factory: str
+    summary: str
+    plugin: str = ""
+    distribution: str = ""
+
+    def load(self) -> Callable[..., Any]:
+        """Import and return the converter callable."""
+        return load_object(self.factory)
+
+
 @dataclass
 class RunInfo:
     """What lifecycle hooks receive about the run.

@@ -153,6 +153,25 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert_weights(args: argparse.Namespace) -> int:
+    converters = args.manager.converters()
+    if args.list or not args.format:
+        if not converters:
+            print("no weight converters registered by the installed plugins")
+        for conv in converters:
+            print(f"{conv.name:<28} {conv.summary}  [{conv.distribution}]")
+        return 0
+    if not (args.src and args.dst):
+        raise ConfigError("convert-weights needs FORMAT SRC DST (see `lsvr convert-weights --list`)")
+    from lsvr_core.engine.convert import convert_weights
+
+    state = convert_weights(args.manager, args.format, args.src, args.dst)
+    n = sum(int(v.numel()) for v in state.values())
+    print(f"{args.dst}: {len(state)} tensors, {n:,} values, converted from {args.src} ({args.format}); "
+          f"use it with -o model.init_from={args.dst}")
+    return 0
+
+
 def cmd_new_plugin(args: argparse.Namespace) -> int:
     from lsvr_core.scaffold import write_plugin
 

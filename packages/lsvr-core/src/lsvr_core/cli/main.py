@@ -78,6 +78,17 @@ def build_parser(manager_factory=None) -> argparse.ArgumentParser:  # noqa: ANN0
     p = sub.add_parser("env", help="python, torch, triton, CUDA, GPU, plugin versions, kernel backends")
     p.set_defaults(func=cmd.cmd_env)
 
+    formats = manager_factory().converters() if manager_factory is not None else []
+    p = sub.add_parser("convert-weights", help="convert a reference checkpoint to lsvr weights (model.init_from)",
+                       description="Convert a released checkpoint of a reference implementation into an lsvr "
+                       "weights file. Formats are registered by the installed plugins.",
+                       epilog="formats: " + ("; ".join(f"{c.name} ({c.summary})" for c in formats) or "none installed"))
+    p.add_argument("format", nargs="?", help="source format, e.g. mutualguide-v1 (see --list)")
+    p.add_argument("src", nargs="?", help="the reference checkpoint (.pth)")
+    p.add_argument("dst", nargs="?", help="the lsvr weights file to write")
+    p.add_argument("--list", action="store_true", help="list the registered formats")
+    p.set_defaults(func=cmd.cmd_convert_weights)
+
     p = sub.add_parser("new-plugin", help="write a working third-party plugin package")
     p.add_argument("name", help="plugin name, e.g. 'my-head' (distribution lsvr-my-head)")
     p.add_argument("--dir", default=".", help="parent folder of the new package")

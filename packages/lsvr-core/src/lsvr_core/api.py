@@ -1,0 +1,110 @@
+"""The public API of lsvr-core: everything a plugin may import, and nothing else.
+
+Plugins (ours and third parties') import core only from here::
+
+    from lsvr_core.api import ComponentSpec, HeadConfig, hookimpl, Targets
+
+Every other module of ``lsvr_core`` is private and may change without notice; import-linter contracts in CI
+keep the plugins of this repository on this module.
+
+Importing this module does not import torch: registration modules (``plugin.py``, config models) stay
+torch-free. Names that need torch (structures, loss helpers, layers, the conformance suites) are loaded on
+first access (PEP 562 module ``__getattr__``), so ``from lsvr_core.api import Targets`` imports torch only in
+the module that asks for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from lsvr_core.contracts import Backbone, Dataset, Evaluator, Head, Neck, ShapeSpec
+from lsvr_core.errors import ConfigError, ConversionError, DataError, LsvrError, PluginError
+from lsvr_core.hookspecs import hookimpl
+from lsvr_core.specs import (
+    KINDS,
+    AssignerConfig,
+    BackboneConfig,
+    ComponentConfig,
+    ComponentSpec,
+    ConverterSpec,
+    DatasetConfig,
+    EvaluatorConfig,
+    HeadConfig,
+    LayerConfig,
+    LossConfig,
+    NeckConfig,
+    RecipeSpec,
+    RunInfo,
+    recipes_from_dir,
+)
+
+if TYPE_CHECKING:  # the lazily loaded names, for type checkers and IDEs
+    from lsvr_core.builtin.configs import FocalLossConfig, GIoULossConfig, L1LossConfig, SmoothL1LossConfig
+    from lsvr_core.models.losses import weight_reduce
+    from lsvr_core.models.norm import batch_norm_layer, group_norm_layer, set_batch_norm_eval
+    from lsvr_core.structures import NUM_KEYPOINTS, Batch, Predictions, Targets, collate
+
+# name -> module that defines it; imported on first attribute access.
+_LAZY: dict[str, str] = {
+    # built-in loss configs that method configs reuse as defaults (torch-free, but kept off the eager path)
+    "FocalLossConfig": "lsvr_core.builtin.configs",
+    "GIoULossConfig": "lsvr_core.builtin.configs",
+    "L1LossConfig": "lsvr_core.builtin.configs",
+    "SmoothL1LossConfig": "lsvr_core.builtin.configs",
+    # per-image records (torch)
+    "Batch": "lsvr_core.structures",
+    "Targets": "lsvr_core.structures",
+    "Predictions": "lsvr_core.structures",
+    "collate": "lsvr_core.structures",
+    "NUM_KEYPOINTS": "lsvr_core.structures",
+    # shared loss and layer helpers (torch)
+    "weight_reduce": "lsvr_core.models.losses",
+    "batch_norm_layer": "lsvr_core.models.norm",
+    "group_norm_layer": "lsvr_core.models.norm",
+    "set_batch_norm_eval": "lsvr_core.models.norm",
+}
+
+__all__ = [
+    "KINDS",
+    "AssignerConfig",
+    "Backbone",
+    "BackboneConfig",
+    "ComponentConfig",
+    "ComponentSpec",
+    "ConfigError",
+    "ConversionError",
+    "ConverterSpec",
+    "DataError",
+    "Dataset",
+    "DatasetConfig",
+    "Evaluator",
+    "EvaluatorConfig",
+    "Head",
+    "HeadConfig",
+    "LayerConfig",
+    "LossConfig",
+    "LsvrError",
+    "Neck",
+    "NeckConfig",
+    "PluginError",
+    "RecipeSpec",
+    "RunInfo",
+    "ShapeSpec",
+    "hookimpl",
+    "recipes_from_dir",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"lsvr_core.api has no public name {name!r}; public names: {', '.join(__all__)}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
