@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from lsvr_core.contracts import Backbone, Dataset, Evaluator, Head, Neck, ShapeSpec
+from lsvr_core.contracts import Backbone, Dataset, Evaluator, Head, Neck, Registry, ShapeSpec
 from lsvr_core.errors import ConfigError, ConversionError, DataError, LsvrError, PluginError
 from lsvr_core.hookspecs import hookimpl
 from lsvr_core.specs import (
@@ -89,6 +89,7 @@ __all__ = [
     "NeckConfig",
     "PluginError",
     "RecipeSpec",
+    "Registry",
     "RunInfo",
     "ShapeSpec",
     "hookimpl",

@@ -12,8 +12,8 @@ _LAYER_KWARGS = ("factory kwargs: in_channels, out_channels, kernel_size, stride
 @hookimpl
 def lsvr_layers() -> list[ComponentSpec]:
     return [
-        ComponentSpec("layer", "dcn_v1", None, "lsvr_ops_triton.modules:DeformConv2d",
+        ComponentSpec("layer", "dcn_v1", None, "lsvr_ops_triton.modules:build_dcn_v1",
                       f"deformable conv v1 with its own zero-initialised offset conv; {_LAYER_KWARGS}"),
-        ComponentSpec("layer", "dcn_v2", None, "lsvr_ops_triton.modules:ModulatedDeformConv2d",
+        ComponentSpec("layer", "dcn_v2", None, "lsvr_ops_triton.modules:build_dcn_v2",
                       f"modulated deformable conv v2 (offset + sigmoid mask conv, zero-initialised); {_LAYER_KWARGS}"),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+from lsvr_core.api import Registry
 from torch import Tensor, nn
 
 from lsvr_lsnet.config import CrossIoULossConfig
@@ -135,7 +136,7 @@ class CrossIoULoss(nn.Module):
         return self.loss_weight * reduced
 
 
-def build_cross_iou(cfg: CrossIoULossConfig) -> CrossIoULoss:
+def build_cross_iou(cfg: CrossIoULossConfig, *, registry: Registry | None = None) -> CrossIoULoss:
     """Factory of the ``cross_iou`` loss (``loss_type`` must be set; heads fill it in by task).
 
     Raises:
