@@ -109,6 +109,14 @@ def lsvr_add_commands(subparsers: argparse._SubParsersAction) -> None:  # noqa: 
     """
 
 
+@hookspec
+def lsvr_env_info() -> dict[str, str]:
+    """Lines for ``lsvr env`` (bug reports): ``{label: value}``, e.g. ``{"kernel cuda_ops": "triton"}``.
+
+    Called only by ``lsvr env``, so the implementation may import torch; keep each value to one line.
+    """
+
+
 # --- run lifecycle (loggers) ----------------------------------------------------------------------------
 
 

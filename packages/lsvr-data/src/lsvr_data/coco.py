@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from lsvr_core.api import DataError, Registry
 
-from lsvr_core.errors import DataError
-from lsvr_core.api import Registry
 from lsvr_data.base import DetectionDataset, check_task, resolve
 from lsvr_data.config import CocoDatasetConfig
 from lsvr_data.records import BadAnnotations, ImageRecord, check_box, check_polygon, group_by_image

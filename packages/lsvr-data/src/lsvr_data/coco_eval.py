@@ -18,11 +18,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from lsvr_core.api import DataError, Predictions, Registry
 from pycocotools import mask as mask_utils
 
-from lsvr_core.errors import DataError
-from lsvr_core.structures import Predictions
-from lsvr_core.api import Registry
 from lsvr_data.config import CocoEvaluatorConfig
 
 log = logging.getLogger("lsvr_data")

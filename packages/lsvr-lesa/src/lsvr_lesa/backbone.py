@@ -16,13 +16,10 @@ from __future__ import annotations
 import math
 
 import torch
+from lsvr_core.api import ConfigError, Registry, ShapeSpec, batch_norm_layer
 from torch import Tensor, nn
 from torchvision.models.resnet import Bottleneck
 
-from lsvr_core.contracts import ShapeSpec
-from lsvr_core.errors import ConfigError
-from lsvr_core.models.norm import batch_norm_layer
-from lsvr_core.api import Registry
 from lsvr_lesa.block import LESA, deformable_conv
 from lsvr_lesa.config import LESAResNetBaseConfig
 

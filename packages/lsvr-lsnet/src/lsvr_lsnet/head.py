@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lsvr_core.contracts import ShapeSpec
-from lsvr_core.errors import ConfigError
-from lsvr_core.structures import Batch, Predictions
-from lsvr_core.api import Registry
+from lsvr_core.api import Batch, ConfigError, Predictions, Registry, ShapeSpec
 from torch import Tensor, nn
 
 from lsvr_lsnet.branches import LandmarkBranch

@@ -12,13 +12,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from lsvr_core.api import Batch, ConfigError, Predictions, Registry, ShapeSpec, Targets
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
-from lsvr_core.contracts import ShapeSpec
-from lsvr_core.errors import ConfigError
-from lsvr_core.structures import Batch, Predictions, Targets
-from lsvr_core.api import Registry
 from lsvr_mutualguide.anchors import ANCHORS_PER_LOCATION, generate_anchors
 from lsvr_mutualguide.assigners import IGNORED, POSITIVE, Assignment
 from lsvr_mutualguide.box_coding import decode, encode

@@ -10,11 +10,9 @@ import math
 
 import torch
 import torch.nn.functional as F
+from lsvr_core.api import ConfigError, Registry, ShapeSpec
 from torch import Tensor, nn
 
-from lsvr_core.contracts import ShapeSpec
-from lsvr_core.errors import ConfigError
-from lsvr_core.api import Registry
 from lsvr_mutualguide.config import FPNMGNeckConfig, PAFPNNeckConfig, SSDNeckConfig
 
 

@@ -13,11 +13,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from lsvr_core.api import ConfigError, Registry, ShapeSpec
 from torch import Tensor, nn
 
-from lsvr_core.contracts import ShapeSpec
-from lsvr_core.errors import ConfigError
-from lsvr_core.api import Registry
 from lsvr_mutualguide.config import RepVGGConfig
 
 A2_BLOCKS = (2, 4, 14, 1)

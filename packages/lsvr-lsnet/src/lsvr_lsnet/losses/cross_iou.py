@@ -143,7 +143,7 @@ def build_cross_iou(cfg: CrossIoULossConfig, *, registry: Registry | None = None
         lsvr_core.errors.ConfigError: ``loss_type`` is None.
     """
     if cfg.loss_type is None:
-        from lsvr_core.errors import ConfigError
+        from lsvr_core.api import ConfigError
 
         raise ConfigError("cross_iou: loss_type is None; set bbox, polygon or keypoint (an LSNet head sets it by task)")
     return CrossIoULoss(cfg.loss_type, cfg.alpha, cfg.group_stride, cfg.eps, cfg.loss_weight)
