@@ -36,6 +36,7 @@ from lsvr_core.specs import (
     NeckConfig,
     RecipeSpec,
     RunInfo,
+    Slot,
     recipes_from_dir,
 )
 
@@ -117,6 +118,7 @@ __all__ = [
     "Registry",
     "RunInfo",
     "ShapeSpec",
+    "Slot",
     "hookimpl",
     "recipes_from_dir",
     *_LAZY,

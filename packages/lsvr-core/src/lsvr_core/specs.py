@@ -8,7 +8,9 @@ built.
 Config models subclass one of the slot bases below (:class:`BackboneConfig`, :class:`HeadConfig`, ...) and
 set ``type: Literal["name"] = "name"``. A field annotated with a slot base (for example a head's
 ``loss_cls: LossConfig``) becomes, when the run config is built, a discriminated union over every
-registered config of that kind (see :mod:`lsvr_core.config.resolve`).
+registered config of that kind (see :mod:`lsvr_core.config.resolve`). A field annotated
+``Annotated[LossConfig, Slot("classification_loss")]`` offers only the components whose spec lists that
+interface in ``implements`` (standard interface names: :mod:`lsvr_core.hookspecs`).
 
 Factory contracts (the argument lists the engine uses; shapes in :mod:`lsvr_core.contracts`). Every factory
 receives the registry that builds it as the keyword-only argument ``registry`` (a
@@ -82,6 +84,18 @@ class LayerConfig(ComponentConfig):
     """Slot base for layers (rarely configured directly)."""
 
 
+@dataclass(frozen=True)
+class Slot:
+    """The interface a nested component slot calls, e.g. ``Annotated[LossConfig, Slot("classification_loss")]``.
+
+    The config resolver offers in the slot only the registered components whose :class:`ComponentSpec` lists
+    ``interface`` in ``implements``; any other ``type`` is a config error naming the types that fit. Standard
+    interface names and their call signatures are documented in :mod:`lsvr_core.hookspecs`.
+    """
+
+    interface: str
+
+
 SLOT_BASES: dict[str, type[ComponentConfig]] = {
     "backbone": BackboneConfig,
     "neck": NeckConfig,
@@ -123,6 +137,9 @@ class ComponentSpec:
         summary: one line for ``lsvr components``.
         tasks: tasks the component supports (``bbox``, ``segm``, ``pose_bbox``, ``pose_kbox``, ...); empty
             means task-agnostic.
+        implements: interfaces the component implements (``point_assigner``, ``classification_loss``, ...;
+            see :mod:`lsvr_core.hookspecs`): the :class:`Slot` s it may fill. Empty: it fits only slots
+            annotated with the bare slot base.
         plugin: name of the plugin that registered it (filled in by the plugin manager).
         distribution: distribution (pip package) of that plugin (filled in by the plugin manager).
     """
@@ -133,6 +150,7 @@ class ComponentSpec:
     factory: str
     summary: str
     tasks: tuple[str, ...] = ()
+    implements: tuple[str, ...] = ()
     plugin: str = ""
     distribution: str = ""
 

@@ -5,9 +5,9 @@ Defaults follow the v1 ("ACCV") reference of ``shared/specs/mutualguide.md``; se
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from lsvr_core.api import AssignerConfig, BackboneConfig, FocalLossConfig, HeadConfig, LossConfig, NeckConfig
+from lsvr_core.api import AssignerConfig, BackboneConfig, FocalLossConfig, HeadConfig, LossConfig, NeckConfig, Slot
 from pydantic import Field
 
 _PRETRAINED = "torchvision ImageNet weights from torch's hub cache (never downloaded)"
@@ -138,10 +138,12 @@ class MutualGuideHeadConfig(HeadConfig):
     anchor_base: float = Field(24.0, gt=0, description="base anchor size of the first level, pixels (§2)")
     variances: tuple[float, float] = Field((0.1, 0.2), description="SSD box-coding variances (centre, size)")
     prior_prob: float = Field(0.01, gt=0, lt=1)
-    assigner: AssignerConfig = MutualGuideAssignerConfig()
-    loss_cls: LossConfig = FocalLossConfig(alpha=0.25, gamma=1.0)
-    loss_bbox: LossConfig = BalancedL1LossConfig()
-    loss_iou: LossConfig | None = Field(None, description="extra decoded-box loss (v2: siou)")
+    # nested slots and the interface each calls (lsvr_core.hookspecs): the resolver offers only what fits
+    assigner: Annotated[AssignerConfig, Slot("anchor_assigner")] = MutualGuideAssignerConfig()
+    loss_cls: Annotated[LossConfig, Slot("soft_classification_loss")] = FocalLossConfig(alpha=0.25, gamma=1.0)
+    loss_bbox: Annotated[LossConfig, Slot("regression_loss")] = BalancedL1LossConfig()
+    loss_iou: Annotated[LossConfig, Slot("box_loss")] | None = Field(
+        None, description="extra decoded-box loss (v2: siou)")
     score_thresh: float = Field(0.005, ge=0, le=1)
     nms_thresh: float = Field(0.5, gt=0, le=1)
     detections_per_img: int = Field(300, gt=0)

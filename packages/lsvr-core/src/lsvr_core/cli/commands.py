@@ -94,6 +94,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_components(args: argparse.Namespace) -> int:
+    from lsvr_core.config.resolve import slot_interfaces
     from lsvr_core.specs import KINDS
 
     if args.kind and args.kind not in KINDS:
@@ -101,12 +102,16 @@ def cmd_components(args: argparse.Namespace) -> int:
     specs = args.manager.components(args.kind)
     if args.json:
         rows = [{"kind": s.kind, "name": s.name, "summary": s.summary, "tasks": list(s.tasks),
+                 "implements": list(s.implements), "slots": slot_interfaces(s.config) if s.config else {},
                  "distribution": s.distribution, "plugin": s.plugin} for s in specs]
         print(json.dumps(rows, indent=2))
         return 0
     for s in specs:
         tasks = f" [{', '.join(s.tasks)}]" if s.tasks else ""
-        print(f"{s.kind:<10} {s.name:<22} {s.distribution:<18} {s.summary}{tasks}")
+        implements = f" (implements {', '.join(s.implements)})" if s.implements else ""
+        slots = slot_interfaces(s.config) if s.config else {}
+        calls = f" (slots: {', '.join(f'{k}: {v}' for k, v in slots.items())})" if slots else ""
+        print(f"{s.kind:<10} {s.name:<22} {s.distribution:<18} {s.summary}{tasks}{implements}{calls}")
     return 0
 
 

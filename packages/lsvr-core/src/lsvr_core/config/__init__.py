@@ -28,17 +28,25 @@ __all__ = [
     "deep_merge",
     "load_config",
     "load_raw",
+    "resolver_for",
     "validate",
 ]
 
 
 def build_config_model(manager: PluginManager) -> type[RunConfigBase]:
     """The root run-config model with one discriminated union per pluggable slot."""
+    return resolver_for(manager).model(RunConfigBase)  # type: ignore[return-value]
+
+
+def resolver_for(manager: PluginManager) -> Resolver:
+    """A :class:`Resolver` over the registered configs of ``manager`` and the interfaces they implement."""
     by_kind: dict[str, list[Any]] = {}
+    implements: dict[Any, tuple[str, ...]] = {}
     for spec in manager.components():
         if spec.config is not None:
             by_kind.setdefault(spec.kind, []).append(spec.config)
-    return Resolver(by_kind).model(RunConfigBase)  # type: ignore[return-value]
+            implements[spec.config] = spec.implements
+    return Resolver(by_kind, implements)
 
 
 def load_config(ref: str | Path, manager: PluginManager, overrides: Sequence[str] = ()) -> RunConfigBase:
