@@ -52,16 +52,54 @@ class ComponentConfig(BaseModel):
     type: str
 
 
+def _declared_levels(cfg: ComponentConfig) -> tuple[str, ...] | None:
+    levels = getattr(cfg, "in_levels", None)
+    return tuple(levels) if levels else None
+
+
 class BackboneConfig(ComponentConfig):
-    """Slot base for backbones (``model.backbone``)."""
+    """Slot base for backbones (``model.backbone``).
+
+    The declaration methods below (here and on the other slot bases) are torch-free and called through the
+    class (``type(cfg).output_strides(cfg)``), so a config field of the same name does not hide them.
+
+    Override :meth:`output_strides` so that ``lsvr validate`` can check the level names of the neck and head.
+    """
+
+    def output_strides(self) -> dict[str, int] | None:
+        """``{level: stride in pixels}`` of the features this backbone returns, known without building it
+        (torch-free); None (the default) when unknown, which skips the level checks."""
+        return None
 
 
 class NeckConfig(ComponentConfig):
-    """Slot base for necks (``model.neck``)."""
+    """Slot base for necks (``model.neck``).
+
+    Level declarations for ``lsvr validate``: :meth:`input_level_names` (default: an ``in_levels`` field) and
+    :meth:`output_strides`.
+    """
+
+    def input_level_names(self) -> tuple[str, ...] | None:
+        """The backbone levels this neck reads (default: the ``in_levels`` field; None when there is none)."""
+        return _declared_levels(self)
+
+    def output_strides(self, inputs: dict[str, int]) -> dict[str, int] | None:
+        """``{level: stride}`` this neck returns given the backbone's ``{level: stride}`` (torch-free); None
+        (the default) when unknown, which skips the head's level check."""
+        return None
 
 
 class HeadConfig(ComponentConfig):
-    """Slot base for heads (``model.head``)."""
+    """Slot base for heads (``model.head``).
+
+    ``lsvr validate`` checks :meth:`input_level_names` (default: an ``in_levels`` field) against the neck's outputs.
+    A ``pad_divisor`` field (the padding a head's location grid assumes) is derived from ``data.size_divisor``
+    when left unset and must equal it when set (:mod:`lsvr_core.config.checks`).
+    """
+
+    def input_level_names(self) -> tuple[str, ...] | None:
+        """The neck levels this head reads (default: the ``in_levels`` field; None: all, unchecked)."""
+        return _declared_levels(self)
 
 
 class AssignerConfig(ComponentConfig):
@@ -74,6 +112,11 @@ class LossConfig(ComponentConfig):
 
 class DatasetConfig(ComponentConfig):
     """Slot base for datasets (``data.train``, ``data.val``)."""
+
+    def known_num_classes(self, task: str) -> int | None:
+        """The number of classes this dataset labels for ``task`` when known without reading it (torch-free);
+        None (the default) when unknown. ``lsvr validate`` checks ``model.num_classes`` against it."""
+        return None
 
 
 class EvaluatorConfig(ComponentConfig):

@@ -77,6 +77,12 @@ class CocoDatasetConfig(_DatasetCommon):
     img_dir: str | None = None
     check_images: bool = Field(True, description="check at start-up that every image file exists")
 
+    def known_num_classes(self, task: str) -> int | None:
+        """80 (instances) or 1 (person keypoints) for the default COCO annotation files; None for others."""
+        if self.ann_file is not None:
+            return None
+        return 1 if task.startswith("pose") else 80
+
 
 class VocDatasetConfig(_DatasetCommon):
     """PASCAL VOC layout ``root/VOC<year>/{Annotations,JPEGImages,ImageSets/Main/<split>.txt}``.
@@ -90,6 +96,9 @@ class VocDatasetConfig(_DatasetCommon):
     sets: list[tuple[str, str]] = Field(default_factory=lambda: [("2007", "test")], description="[(year, split)]")
     difficult_as_crowd: bool = Field(False, description="mark difficult objects iscrowd (ignored by assigners)")
     check_images: bool = True
+
+    def known_num_classes(self, task: str) -> int:
+        return 20
 
     @field_validator("sets", mode="before")
     @classmethod
@@ -110,6 +119,9 @@ class SyntheticDatasetConfig(_DatasetCommon):
     seed: int = 0
     max_objects: int = Field(4, ge=1)
     pipeline: PipelineConfig = PipelineConfig(resize="none")
+
+    def known_num_classes(self, task: str) -> int:
+        return 4  # rectangle, ellipse, triangle, star (lsvr_data.synthetic.CLASSES)
 
 
 class CocoEvaluatorConfig(EvaluatorConfig):

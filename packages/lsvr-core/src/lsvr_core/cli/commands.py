@@ -59,6 +59,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     head = cfg.model.head.type
     print(f"{args.config}: ok (task {cfg.task}, {cfg.model.backbone.type} -> "
           f"{cfg.model.neck.type if cfg.model.neck else 'no neck'} -> {head})")
+    if getattr(args, "build", False):
+        from lsvr_core.engine.build_check import build_check
+
+        for line in build_check(cfg, args.manager, image_size=args.image_size).lines():
+            print(f"  {line}")
     return 0
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from lsvr_core.config.checks import check_run_config
 from lsvr_core.config.loader import apply_overrides, deep_merge, load_raw, validate
 from lsvr_core.config.resolve import Resolver
 from lsvr_core.config.sections import RunConfigBase
@@ -53,11 +54,13 @@ def load_config(ref: str | Path, manager: PluginManager, overrides: Sequence[str
     """Read, merge, override and validate a config file or recipe reference.
 
     Raises:
-        ConfigError: unreadable file, bad YAML, missing ``extends`` parent, bad override or invalid values;
-            the message names the file and the dotted path of each problem.
+        ConfigError: unreadable file, bad YAML, missing ``extends`` parent, bad override, invalid values or a
+            failed cross-section check (:mod:`lsvr_core.config.checks`); the message names the file and the
+            dotted path of each problem.
     """
     data = apply_overrides(load_raw(ref, manager), overrides)
-    return validate(data, build_config_model(manager), str(ref))  # type: ignore[return-value]
+    cfg = validate(data, build_config_model(manager), str(ref))
+    return check_run_config(cfg, manager, str(ref))
 
 
 def config_to_yaml(cfg: BaseModel) -> str:
