@@ -181,6 +181,6 @@ def cmd_convert_weights(args: argparse.Namespace) -> int:
 def cmd_new_plugin(args: argparse.Namespace) -> int:
     from lsvr_core.scaffold import write_plugin
 
-    path = write_plugin(args.name, args.dir, registry=args.manager)
+    path = write_plugin(args.name, args.dir, kind=args.kind, registry=args.manager)
     print(f"wrote {path}; install it with: pip install -e {path}")
     return 0

@@ -96,6 +96,8 @@ def build_parser(manager_factory=None) -> argparse.ArgumentParser:  # noqa: ANN0
 
     p = sub.add_parser("new-plugin", help="write a working third-party plugin package")
     p.add_argument("name", help="plugin name, e.g. 'my-head' (distribution lsvr-my-head)")
+    p.add_argument("--kind", default="neck", choices=("backbone", "neck", "head", "assigner", "loss", "dataset"),
+                   help="the component the package registers (default: neck)")
     p.add_argument("--dir", default=".", help="parent folder of the new package")
     p.set_defaults(func=cmd.cmd_new_plugin)
 
