@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from lsvr_core.api import DataError, Registry, TargetFieldSpec
 
-from lsvr_core.errors import DataError
-from lsvr_core.api import TargetFieldSpec
 from lsvr_data.base import DetectionDataset, check_task, resolve, resolve_extra_fields
 from lsvr_data.config import CocoDatasetConfig
 from lsvr_data.records import BadAnnotations, ImageRecord, check_box, check_polygon, group_by_image
@@ -201,7 +200,8 @@ class CocoDataset(DetectionDataset):
         return [r for r in records if id(r) not in gone]
 
 
-def build_coco(cfg: CocoDatasetConfig, *, root: Path, train: bool, task: str, registry: Any = None) -> CocoDataset:
+def build_coco(cfg: CocoDatasetConfig, *, root: Path, train: bool, task: str,
+               registry: Registry | None = None) -> CocoDataset:
     """Dataset factory (``lsvr_core.specs``): paths resolved against ``root`` (``data.root``)."""
     base = resolve(root, cfg.root)
     default_ann = f"annotations/{'person_keypoints' if task.startswith('pose') else 'instances'}_{cfg.split}.json"

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+from lsvr_core.api import DataError, Predictions, Registry, predictions_to_results
 
-from lsvr_core.api import DataError, Predictions, predictions_to_results
 from lsvr_data.config import CocoEvaluatorConfig
 
 log = logging.getLogger("lsvr_data")
@@ -130,7 +130,8 @@ class CocoEvaluator:
         return metrics
 
 
-def build_coco_evaluator(cfg: CocoEvaluatorConfig, *, dataset: Any, task: str) -> CocoEvaluator:
+def build_coco_evaluator(cfg: CocoEvaluatorConfig, *, dataset: Any, task: str,
+                         registry: Registry | None = None) -> CocoEvaluator:
     """Evaluator factory: needs ``dataset.coco_gt()`` and ``dataset.label_to_cat_id``.
 
     Raises:

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from lsvr_core.api import Registry, TargetFieldSpec
 from PIL import Image, ImageDraw
 from torch import Tensor
 
-from lsvr_core.api import TargetFieldSpec
 from lsvr_data.base import DetectionDataset, resolve_extra_fields
 from lsvr_data.coco import quiet_coco
 from lsvr_data.config import SyntheticDatasetConfig
@@ -182,7 +182,7 @@ class SyntheticDataset(DetectionDataset):
 
 
 def build_synthetic(cfg: SyntheticDatasetConfig, *, root: Path, train: bool, task: str,
-                    registry: Any = None) -> SyntheticDataset:
+                    registry: Registry | None = None) -> SyntheticDataset:
     """Dataset factory (``root`` is unused: nothing is read from disk)."""
     del root
     extra_fields = resolve_extra_fields(cfg.extra_fields, registry, cfg.type)

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from lsvr_core.api import DataError, Registry, TargetFieldSpec
 
-from lsvr_core.errors import DataError
-from lsvr_core.api import TargetFieldSpec
 from lsvr_data.base import DetectionDataset, check_task, resolve, resolve_extra_fields
 from lsvr_data.coco import quiet_coco
 from lsvr_data.config import VocDatasetConfig
@@ -150,7 +149,8 @@ class VocDataset(DetectionDataset):
         return self._coco_gt
 
 
-def build_voc(cfg: VocDatasetConfig, *, root: Path, train: bool, task: str, registry: Any = None) -> VocDataset:
+def build_voc(cfg: VocDatasetConfig, *, root: Path, train: bool, task: str,
+              registry: Registry | None = None) -> VocDataset:
     """Dataset factory: ``cfg.root`` (the VOCdevkit folder) resolved against ``root`` (``data.root``)."""
     extra_fields = resolve_extra_fields(cfg.extra_fields, registry, cfg.type)
     return VocDataset(resolve(root, cfg.root), [tuple(s) for s in cfg.sets], task=task, train=train, cfg=cfg,
