@@ -14,11 +14,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "lsvr-centernet"
 # A shorter schedule than the recipe's (12 epochs on 256 images reach bbox AP >= 0.3, see the example's README):
-# 4 epochs on 96 images of 96 px, 48 iterations. Measured on one thread: bbox AP 0.13-0.16 (see FLOOR).
+# 4 epochs on 96 images of 96 px, 48 iterations. Measured on one thread: bbox AP 0.216 (seeded, so repeatable on
+# the same torch build); the floor leaves room for other CPUs / torch versions.
 SHORT = ["-o", "data.train.num_images=96", "-o", "data.train.image_size=96", "-o", "data.val.num_images=32",
          "-o", "data.val.image_size=96", "-o", "schedule.epochs=4", "-o", "schedule.warmup_iters=8",
          "-o", "eval.interval=4"]
-FLOOR = 0.05
+FLOOR = 0.1
 
 
 def _run(args: list[str], env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess[str]:
