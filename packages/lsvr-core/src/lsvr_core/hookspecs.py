@@ -61,6 +61,9 @@ None; losses return a scalar tensor):
     ``(pred (N, 4), target (N, 4), weight (N,)=, avg_factor=)`` on decoded boxes.
 ``regression_loss`` (``l1``, ``smooth_l1``, mutualguide ``balanced_l1``)
     ``(pred (N, D), target (N, D), weight broadcastable=, avg_factor=)``, element-wise (encoded offsets).
+``heatmap_loss`` (centernet ``centernet_focal``)
+    ``(logits (B, C, H, W), target (B, C, H, W) float in [0, 1], 1 at object centres (Gaussian peaks),
+    avg_factor=)``.
 ``landmark_loss`` (lsnet ``cross_iou``)
     ``(pred (N, K, 4) (up, down, left, right), target (N, K, 2) offsets (dx, dy), weight (N,)=, avg_factor=,
     *, anchors (N, 2), gt_boxes (N, 4), visibility (N, K)=None)``, in normalised units (LSNet spec §4).

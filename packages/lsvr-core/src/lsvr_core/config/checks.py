@@ -56,6 +56,10 @@ def _missing(path: str, wanted: tuple[str, ...] | None, available: dict[str, int
     return [(path, f"{', '.join(missing)} not produced by {producer}, which outputs {outputs}", list(wanted))]
 
 
+def _levels_path(section: str, component: Any) -> str:
+    return f"{section}.in_levels" if "in_levels" in type(component).model_fields else section
+
+
 def level_problems(cfg: Any) -> list[Problem]:
     """Neck and head input levels that the component before them does not produce."""
     model = cfg.model
@@ -64,12 +68,13 @@ def level_problems(cfg: Any) -> list[Problem]:
     out: list[Problem] = []
     if model.neck is not None:
         wanted = type(model.neck).input_level_names(model.neck)
-        out += _missing("model.neck.in_levels", wanted, levels, producer)
+        out += _missing(_levels_path("model.neck", model.neck), wanted, levels, producer)
         if out:
             return out
         levels = type(model.neck).output_strides(model.neck, levels) if levels is not None else None
         producer = f"the neck {model.neck.type!r}"
-    out += _missing("model.head.in_levels", type(model.head).input_level_names(model.head), levels, producer)
+    out += _missing(_levels_path("model.head", model.head), type(model.head).input_level_names(model.head), levels,
+                    producer)
     return out
 
 

@@ -107,12 +107,10 @@ class Resolver:
             return self.model(ann)
         origin, args = typing.get_origin(ann), typing.get_args(ann)
         if origin is Annotated:
-            inner_slot = _slot_of(ann.__metadata__)
-            rest = tuple(m for m in ann.__metadata__ if not isinstance(m, Slot))
-            inner = self.annotation(args[0], inner_slot or slot)
-            if inner is args[0] and inner_slot is None:
+            inner = self.annotation(args[0], _slot_of(ann.__metadata__) or slot)
+            if inner is args[0]:
                 return ann
-            return Annotated[(inner, *rest)] if rest else inner
+            return Annotated[(inner, *ann.__metadata__)]  # a Slot stays as (ignored) metadata for slot_interfaces
         if origin is None or not args:
             return ann
         new_args = tuple(self.annotation(a, slot) for a in args)
@@ -145,7 +143,8 @@ class Resolver:
                     kwargs["default_factory"] = lambda d=default: d.model_dump(serialize_as_any=True)
                 else:
                     kwargs["default"] = info.default
-                overrides[name] = (new_ann, Field(**kwargs))
+                kept = Annotated[new_ann, slot] if slot is not None else new_ann  # slot_interfaces() still sees it
+                overrides[name] = (kept, Field(**kwargs))
         if overrides:
             resolved = create_model(model.__name__, __base__=model, __module__=model.__module__, **overrides)
             resolved.__doc__ = model.__doc__

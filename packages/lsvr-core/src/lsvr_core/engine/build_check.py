@@ -5,7 +5,8 @@ pretrained weights are not loaded (``pretrained``/``weights`` fields are switche
 architecture and its wiring, and runs offline). It then runs one training forward (the losses must be finite
 scalars) and one inference forward (one :class:`~lsvr_core.structures.Predictions` per image) on a two-image
 synthetic batch from :func:`lsvr_core.testing.make_batch`, whose targets fill every task's fields (boxes,
-masks, polygons, contours, keypoints) and include a crowd box, an empty image and padding.
+masks, polygons, keypoints, and every declared target field that has a ``derive`` function, such as LSNet's
+contours or CenterNet's centres) and include a crowd box, an empty image and padding.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def build_check(cfg: Any, manager: Any, image_size: int = 128, seed: int = 0) ->
     divisor = cfg.data.size_divisor
     side = max(divisor, math.ceil(image_size / divisor) * divisor)
     model = build_detector(cfg, manager).cpu()
-    batch = make_batch((side, side), num_classes=cfg.model.num_classes, seed=seed)
+    derivable = [spec for spec in manager.target_fields().values() if spec.derive is not None]
+    batch = make_batch((side, side), num_classes=cfg.model.num_classes, seed=seed, extra_fields=derivable)
     model.train()
     losses = model(batch)
     if not isinstance(losses, dict) or not losses:
