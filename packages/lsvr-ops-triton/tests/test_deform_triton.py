@@ -114,6 +114,10 @@ def _check(names: list[str]) -> list[str]:
 
 
 def _run_interpreter(names: list[str]) -> None:
+    pytest.importorskip("triton")
+    reason = cases.interpreter_skip_reason()
+    if reason:
+        pytest.skip(reason)
     env = dict(os.environ, TRITON_INTERPRET="1", LSVR_KERNEL_BACKEND="triton", OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, str(HERE), *names], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"interpreter run failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"

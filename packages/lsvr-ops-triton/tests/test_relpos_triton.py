@@ -5,9 +5,11 @@ Source: LESA spec §6, §9."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -77,6 +79,14 @@ def _dispatched_error(case, dtype: torch.dtype) -> float:
 
 def test_kernel_matches_reference_in_the_interpreter() -> None:
     pytest.importorskip("triton")
+    name = "lsvr_ops_triton_test_deform_cases"  # the shared cases module, by path (as test_deform_triton loads it)
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "deform_cases.py")
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    cases = sys.modules[name]
+    if cases.interpreter_skip_reason():
+        pytest.skip(cases.interpreter_skip_reason())
     env = {**os.environ, "TRITON_INTERPRET": "1", "LSVR_KERNEL_BACKEND": "triton"}
     res = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr[-3000:]
