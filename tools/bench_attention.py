@@ -51,13 +51,13 @@ BACKENDS = ("triton", "flex", "torch", "reference")
 NAMES = {"triton": "ours (Triton)", "flex": "FlexAttention", "torch": "SDPA + bias", "reference": "materialised"}
 
 
-def select_shapes(spec: str) -> list[tuple]:
-    """``all``, ``r50`` / ``wrn`` (labels starting so), or comma-separated indices into SPEC_SHAPES."""
+def select_shapes(spec: str, pool: list[tuple]) -> list[tuple]:
+    """``all``, ``r50`` / ``wrn`` (labels starting so), or comma-separated indices into ``pool``."""
     if spec == "all":
-        return SPEC_SHAPES
+        return pool
     if spec in ("r50", "wrn"):
-        return [s for s in SPEC_SHAPES if s[0].lower().startswith(spec)]
-    return [SPEC_SHAPES[int(i)] for i in spec.split(",")]
+        return [s for s in pool if s[0].lower().startswith(spec)]
+    return [pool[int(i)] for i in spec.split(",")]
 
 
 def attention_flops(b: int, g: int, length: int, dqk: int, dv: int, backward: bool) -> float:
@@ -250,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--max-materialised-gib", type=float, default=40.0)
     parser.add_argument("--train-step", action="store_true", help="also measure a Mask R-CNN training step")
-    parser.add_argument("--shapes", default="all", help="all, r50, wrn, or comma-separated SPEC_SHAPES indices")
+    parser.add_argument("--shapes", default="all",
+                        help="all, r50, wrn, or comma-separated indices (into SMOKE_SHAPES with --smoke)")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for attention_<device>.json/.md (default benchmarks/; smoke runs: not written)")
     args = parser.parse_args(argv)
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     backends = [b for b in args.backends.split(",") if b]
     if args.device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
         backends = [b for b in backends if b != "triton"]  # compiled Triton needs CUDA; the interpreter runs on CPU
-    shapes = SMOKE_SHAPES if args.smoke else select_shapes(args.shapes)
+    shapes = select_shapes(args.shapes, SMOKE_SHAPES if args.smoke else SPEC_SHAPES)
     results: dict[str, Any] = {"env": environment(args.device), "runs": {}}
     print(json.dumps(results["env"]))
     for name in args.dtypes.split(","):

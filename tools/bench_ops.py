@@ -316,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default cpu 3, cuda 20)")
     parser.add_argument("--batches", default="2,8", help="cuda mode batch sizes")
     parser.add_argument("--dtypes", default="bfloat16,float32", help="cuda mode dtypes")
+    parser.add_argument("--offset-stds", default="2,0", help="cuda mode offset std-devs in pixels (0: zero offsets)")
     parser.add_argument("--rows", default="issue9,demo", help="cpu mode row groups: issue9, demo")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks",
                         help="folder for ops_<mode>[_<rows>][_<n>threads].txt/.json")
@@ -350,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         env = environment("cuda")
         dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
-        rows, extra = run_cuda(args.reps or 20, [int(b) for b in args.batches.split(",")], dtypes)
+        rows, extra = run_cuda(args.reps or 20, [int(b) for b in args.batches.split(",")], dtypes,
+                               offset_stds=tuple(float(v) for v in args.offset_stds.split(",")))
     text = format_rows(env, rows, extra)
     print(text, end="")
     args.out.mkdir(parents=True, exist_ok=True)

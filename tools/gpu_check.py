@@ -65,11 +65,11 @@ def build_steps(out: Path, dry: bool, data: Path | None) -> list[Step]:
               f"--junitxml={out / 'a_pytest.xml'}"], {}),
         Step("b", "deformable ops vs torchvision (LSNet head shapes)", 130, 40, 60,
              [py, str(TOOLS / "bench_ops.py"), "--mode", "cuda", "--out", str(out / "ops")]
-             + (["--dry-run"] if dry else ["--batches", "2", "--reps", "10"]), cpu),
+             + (["--dry-run"] if dry else ["--batches", "2", "--reps", "10", "--offset-stds", "2"]), cpu),
         Step("c", "relpos attention vs reference / SDPA / FlexAttention (LESA 1024^2 stages)", 100, 30, 60,
              [py, str(TOOLS / "bench_attention.py"), "--out", str(out / "attention")]
-             + (["--device", "cpu", "--smoke", "--dtypes", "float32", "--warmup", "0", "--iters", "1"] if dry
-                else ["--shapes", "r50", "--warmup", "2", "--iters", "10"]), cpu),
+             + (["--device", "cpu", "--smoke", "--shapes", "0", "--dtypes", "float32", "--warmup", "0", "--iters",
+                 "1"] if dry else ["--shapes", "r50", "--warmup", "2", "--iters", "10"]), cpu),
         Step("d", "LSNet R-50 FPN train step 1333x800 b2: fp32+torchvision vs bf16+Triton", 90, 30, 60,
              [py, str(TOOLS / "bench_train_step.py"), "--out", str(out / "train_step")]
              + (["--dry-run"] if dry else []), cpu),
@@ -255,7 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--install-log", type=Path, default=None)
     parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--steps", default="abcde", help="which steps to run, e.g. 'abd' (others: skipped)")
+    parser.add_argument("--caps", default="", help="time boxes in seconds, e.g. 'a=150,b=100' (default per step)")
     args = parser.parse_args(argv)
+    caps = {k: int(v) for k, v in (item.split("=") for item in args.caps.split(",") if item)}
     started = args.started or time.time()
     deadline = started + args.budget_s
     out = args.out.resolve()
@@ -267,11 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for step in build_steps(out, args.dry_run, data):
         left = int(deadline - time.time() - RESERVE_S)
-        cap = step.dry_cap_s if args.dry_run else step.cap_s
+        cap = caps.get(step.key, step.dry_cap_s if args.dry_run else step.cap_s)
         entry: dict[str, Any] = {"key": step.key, "title": step.title, "command": shlex.join(step.command),
                                  "env": step.env}
         min_s = min(step.min_s, cap) if not args.dry_run else 3
-        if left < min_s:
+        if step.key not in args.steps:
+            entry.update(status="skipped", seconds=0.0, note=f"not selected (--steps {args.steps})")
+        elif left < min_s:
             entry.update(status="skipped", seconds=0.0,
                          note=f"budget exhausted: {max(left, 0)} s left, the step needs at least {min_s} s")
         else:

@@ -34,7 +34,7 @@ requirements=(
   "typing-inspection>=0.4"
   "pycocotools>=2.0.7"
   "tqdm>=4.66"
-  "setuptools>=70.1"
+  "setuptools>=70.1,<82"    # torch 2.11 asks setuptools<82
   "wheel>=0.43"
 )
 common=(download --only-binary=:all: --no-deps --python-version "$py_version" --implementation cp
