@@ -198,8 +198,9 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"measured device peaks: {json.dumps(r.get('device_peaks'))}")
             lines += ["", "| op | shape | baseline | fwd speedup | fwd+bwd speedup | mem ours/baseline (fwd+bwd) | "
                       "ours fwd TFLOP/s | of bf16 matmul |", "|---|---|---|---|---|---|---|---|"]
-            lines += [f"| {w['op']} | {w['shape']} | {w['baseline']} | {_fmt(w['speedup_fwd'])} | "
-                      f"{_fmt(w['speedup_fwd_bwd'])} | {_fmt(w['mem_ratio_fwd_bwd'])} | {_fmt(w['ours_fwd_tflops'])} |"
+            lines += [f"| {w['op']} | {w['shape']} | {w['baseline']} | {_fmt(w['speedup_fwd'], '.3g')} | "
+                      f"{_fmt(w['speedup_fwd_bwd'], '.3g')} | {_fmt(w['mem_ratio_fwd_bwd'], '.3g')} | "
+                      f"{_fmt(w['ours_fwd_tflops'], '.3g')} |"
                       f" {_fmt(w['ours_fwd_frac_of_bf16_matmul'], '.1%')} |" for w in r["rows"]]
         if s["key"] == "c" and r.get("markdown"):
             lines.append(r["markdown"].replace("\n# ", "\n### ").replace("\n## ", "\n#### "))
