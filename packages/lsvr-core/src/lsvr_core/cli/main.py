@@ -32,7 +32,8 @@ def build_parser(manager_factory=None) -> argparse.ArgumentParser:  # noqa: ANN0
     p = sub.add_parser("run", help="train (and evaluate) a model; no CONFIG runs the default recipe")
     config_args(p, required=False)
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
-                   help="resume from CKPT, or from work_dir/checkpoints/last.pt when no path is given")
+                   help="resume from CKPT, or without a path from the latest run of runtime.work_dir "
+                   "(work_dirs/x, x2, x3, ...); without --resume a new run never overwrites an old one")
     p.add_argument("--nproc-per-node", type=int, default=1, help="spawn N processes (torchrun, DDP)")
     p.set_defaults(func=cmd.cmd_run)
 

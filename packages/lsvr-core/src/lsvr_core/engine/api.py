@@ -25,7 +25,8 @@ def run(cfg: Any, manager: Any, *, resume: str | None = None, nproc_per_node: in
     Args:
         cfg: the validated run config.
         manager: the plugin manager.
-        resume: a checkpoint path, ``"auto"`` (``work_dir/checkpoints/last.pt``) or None.
+        resume: a checkpoint path, ``"auto"`` (the latest run's checkpoint) or None. Without ``resume`` a
+            work dir that already holds a run is never reused: see :mod:`lsvr_core.engine.rundir`.
         nproc_per_node: > 1 (and not already inside a launched job) starts that many local processes that
             run the resolved config with DDP.
         source, overrides: how the config was given (logged).
@@ -37,9 +38,7 @@ def run(cfg: Any, manager: Any, *, resume: str | None = None, nproc_per_node: in
     from lsvr_core.engine.trainer import Trainer
 
     if nproc_per_node > 1 and D.env_world_size() <= 1:
-        work_dir = Path(cfg.runtime.work_dir)
-        work_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="launch_", dir=work_dir, delete=False) as fh:
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="lsvr_launch_", delete=False) as fh:
             fh.write(config_to_yaml(cfg))
         try:
             return D.launch(Path(fh.name), nproc_per_node, resume=resume, plugin_files=list(plugin_files or []))

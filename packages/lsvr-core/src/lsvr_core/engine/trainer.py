@@ -26,6 +26,7 @@ from lsvr_core.engine.data import GroupedBatchSampler, SeededDataset, train_load
 from lsvr_core.engine.evaluate import draw_samples, eval_subset, predict_dataset, score
 from lsvr_core.engine.optim import build_optimizer, grad_norm_params, resolve_precision
 from lsvr_core.engine.progress import Progress, metrics_table
+from lsvr_core.engine.rundir import select_run_dir
 from lsvr_core.engine.schedule import build_scheduler
 from lsvr_core.engine.workdir import WorkDir, close_logging, setup_logging
 from lsvr_core.errors import LsvrError
@@ -43,12 +44,13 @@ class Trainer:
         cfg: the validated run config.
         manager: the plugin manager (components and lifecycle hooks).
         dist, device: from :func:`lsvr_core.engine.distributed.setup`.
-        resume: checkpoint path, ``"auto"`` (``work_dir/checkpoints/last.pt``) or None.
+        resume: checkpoint path, ``"auto"`` (the latest run's checkpoint, :mod:`lsvr_core.engine.rundir`) or None.
         source: the config reference the run was started with (logged).
     """
 
     def __init__(self, cfg: Any, manager: Any, *, dist: D.DistInfo, device: torch.device,
                  resume: str | None = None, source: str = "") -> None:
+        cfg, resume, run_dir_note = select_run_dir(cfg, resume, dist)
         self.cfg, self.manager, self.dist, self.device = cfg, manager, dist, device
         self.work = WorkDir(Path(cfg.runtime.work_dir))
         if dist.is_main:
@@ -59,6 +61,8 @@ class Trainer:
         self.precision = resolve_precision(cfg.runtime.precision, device)
         self.log.info(f"lsvr {__version__} run {source or '(config object)'} -> {self.work.root} | device {device} "
                       f"x{dist.world_size} | precision {self.precision.name} | torch {torch.__version__}")
+        if run_dir_note:
+            self.log.info(run_dir_note)
 
         self.train_ds = SeededDataset(build_dataset(cfg, manager, train=True), cfg.runtime.seed)
         self.sampler = GroupedBatchSampler(
@@ -96,7 +100,7 @@ class Trainer:
     def _resume(self, resume: str | None) -> bool:
         if not resume:
             return False
-        path = self.work.last if resume == "auto" else Path(resume)
+        path = Path(resume)  # "auto" was resolved by select_run_dir
         ckpt = C.load(path)
         if "optimizer" not in ckpt:
             raise LsvrError(f"{path}: holds weights only, cannot resume a run from it (use model.init_from)")
