@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from lsvr_core.errors import ConfigError, LsvrError
+from lsvr_core.errors import ConfigError, LsvrError, PluginError
 
 
 def _load(args: argparse.Namespace, ref: str | None = None) -> Any:
@@ -103,10 +103,12 @@ def cmd_components(args: argparse.Namespace) -> int:
         rows = [{"kind": s.kind, "name": s.name, "summary": s.summary, "tasks": list(s.tasks),
                  "distribution": s.distribution, "plugin": s.plugin} for s in specs]
         print(json.dumps(rows, indent=2))
-        return 0
-    for s in specs:
-        tasks = f" [{', '.join(s.tasks)}]" if s.tasks else ""
-        print(f"{s.kind:<10} {s.name:<22} {s.distribution:<18} {s.summary}{tasks}")
+    else:
+        for s in specs:
+            tasks = f" [{', '.join(s.tasks)}]" if s.tasks else ""
+            print(f"{s.kind:<10} {s.name:<22} {s.distribution:<18} {s.summary}{tasks}")
+    if args.manager.conflicts:  # listed above with the first registration; the conflict itself is an error
+        raise PluginError("\n".join(args.manager.conflicts))
     return 0
 
 
