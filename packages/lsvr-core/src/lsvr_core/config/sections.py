@@ -38,12 +38,12 @@ class DataSection(Section):
     root: Path = Path("data/coco")
     train: DatasetConfig
     val: DatasetConfig | None = None
-    batch_size: int = Field(2, gt=0, description="images per process per iteration")
-    val_batch_size: int = Field(1, gt=0)
-    num_workers: int = Field(2, ge=0)
+    batch_size: int = Field(2, gt=0, le=4096, description="images per process per iteration")
+    val_batch_size: int = Field(1, gt=0, le=4096)
+    num_workers: int = Field(2, ge=0, le=256)
     pin_memory: bool = True
     aspect_ratio_grouping: bool = True
-    size_divisor: int = Field(32, gt=0, description="batched images are padded to a multiple of this")
+    size_divisor: int = Field(32, gt=0, le=4096, description="batched images are padded to a multiple of this")
 
 
 class OptimSection(Section):
@@ -72,14 +72,15 @@ class ScheduleSection(Section):
 
 
 class RuntimeSection(Section):
-    device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps|xpu(:\d+)?)$",
+                        description="'auto', 'cpu', 'cuda' or 'cuda:N' (also 'mps', 'xpu', 'xpu:N')")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     seed: int = 0
     deterministic: bool = False
     work_dir: Path = Path("work_dirs/run")
     channels_last: bool = False
     checkpoint_interval: int = Field(1, gt=0, description="epochs between numbered checkpoints")
-    threads: int | None = Field(None, gt=0, description="torch CPU threads (default: torch's choice)")
+    threads: int | None = Field(None, gt=0, le=1024, description="torch CPU threads (default: torch's choice)")
 
 
 class EvalSection(Section):

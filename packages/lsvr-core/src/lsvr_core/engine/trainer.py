@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from lsvr_core import __version__
 from lsvr_core.engine import checkpoint as C
 from lsvr_core.engine import distributed as D
-from lsvr_core.engine.build import build_dataset, build_evaluator, build_model, setup_runtime
+from lsvr_core.engine.build import build_dataset, build_evaluator, build_model, check_batch_size, setup_runtime
 from lsvr_core.engine.data import GroupedBatchSampler, SeededDataset, train_loader
 from lsvr_core.engine.evaluate import draw_samples, eval_subset, predict_dataset, score
 from lsvr_core.engine.optim import build_optimizer, grad_norm_params, resolve_precision
@@ -65,6 +65,7 @@ class Trainer:
             self.log.info(run_dir_note)
 
         self.train_ds = SeededDataset(build_dataset(cfg, manager, train=True), cfg.runtime.seed)
+        check_batch_size(cfg, len(self.train_ds), dist.world_size)
         self.sampler = GroupedBatchSampler(
             self.train_ds.aspect_ratios() if cfg.data.aspect_ratio_grouping else [1.0] * len(self.train_ds),
             cfg.data.batch_size, rank=dist.rank, world_size=dist.world_size, seed=cfg.runtime.seed)

@@ -121,12 +121,26 @@ def setup_logging(log_file: Path | None, is_main: bool) -> tuple[logging.Logger,
         handler = logging.FileHandler(log_file)
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
         logger.addHandler(handler)
+        _bridge_warnings(log_file)
     return logger, drop
+
+
+def _bridge_warnings(log_file: Path) -> None:
+    """Send warnings of other loggers (plugins: dropped annotations, skipped images) to stderr and the run log."""
+    root = logging.getLogger()
+    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(log_file)):
+        handler.setLevel(logging.WARNING)
+        fmt = "%(asctime)s %(message)s" if isinstance(handler, logging.FileHandler) else "%(message)s"
+        handler.setFormatter(logging.Formatter(fmt, "%Y-%m-%d %H:%M:%S"))
+        handler._lsvr_bridge = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
 
 
 def close_logging(logger: logging.Logger | None = None) -> None:
     """Remove and close the handlers of the engine logger (between runs in one process)."""
     logger = logger or logging.getLogger(LOGGER_NAME)
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
+    root = logging.getLogger()
+    bridges = [(root, h) for h in root.handlers if getattr(h, "_lsvr_bridge", False)]
+    for owner, handler in [(logger, h) for h in list(logger.handlers)] + bridges:
+        owner.removeHandler(handler)
         handler.close()

@@ -1,0 +1,90 @@
+"""The coco evaluator scores exactly the ground truth the dataset keeps (finding 3), and malformed
+annotations (a bbox of strings or null, no image_id) are counted skips instead of tracebacks (finding 7)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from lsvr_core.errors import DataError
+from lsvr_core.structures import Predictions
+from lsvr_data.coco import build_coco
+from lsvr_data.coco_eval import build_coco_evaluator
+from lsvr_data.config import CocoDatasetConfig, CocoEvaluatorConfig
+
+
+def write_coco(root: Path, anns: list[dict], sizes=((48, 64), (48, 64), (64, 48))) -> Path:
+    """A tiny COCO folder: ``root/img/<i>.png`` images of ``sizes`` (h, w) and ``root/ann.json``."""
+    from lsvr_core.visualize import save_png
+
+    images = []
+    for i, (h, w) in enumerate(sizes, start=1):
+        save_png(torch.full((3, h, w), 40 * i, dtype=torch.uint8), root / "img" / f"{i:03d}.png")
+        images.append({"id": i, "file_name": f"{i:03d}.png", "height": h, "width": w})
+    cats = [{"id": 1, "name": "box"}, {"id": 3, "name": "disc"}]
+    path = root / "ann.json"
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    return path
+
+
+GOOD = [
+    {"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 20, 10], "area": 200, "iscrowd": 0},
+    {"id": 2, "image_id": 1, "category_id": 3, "bbox": [30, 20, 16, 16], "area": 256, "iscrowd": 0},
+    {"id": 3, "image_id": 2, "category_id": 1, "bbox": [10, 8, 30, 30], "area": 900, "iscrowd": 0},
+    {"id": 4, "image_id": 3, "category_id": 3, "bbox": [2, 2, 40, 50], "area": 2000, "iscrowd": 0},
+]
+BAD = [
+    {"id": 10, "image_id": 2, "category_id": 3, "bbox": [5, 5, 0.5, 20], "area": 10, "iscrowd": 0},  # degenerate
+    {"id": 11, "image_id": 3, "category_id": 1, "bbox": ["a", "b", "c", "d"], "area": 1, "iscrowd": 0},
+    {"id": 12, "image_id": 3, "category_id": 1, "bbox": None, "area": 1, "iscrowd": 0},
+    {"id": 13, "image_id": 1, "category_id": 1, "bbox": [1, 1, None, 4], "area": 1, "iscrowd": 0},
+    {"id": 14, "category_id": 1, "bbox": [1, 1, 10, 10], "area": 100, "iscrowd": 0},  # no image_id
+    {"id": 15, "image_id": 2, "category_id": 1, "bbox": [100, 100, 10, 10], "area": 100, "iscrowd": 0},  # outside
+]
+
+
+def test_perfect_predictions_score_ap_1_on_a_val_set_with_invalid_annotations(tmp_path, caplog):
+    write_coco(tmp_path, GOOD + BAD)
+    cfg = CocoDatasetConfig(root=str(tmp_path), ann_file="ann.json", img_dir="img")
+    with caplog.at_level(logging.WARNING, logger="lsvr_data"):
+        ds = build_coco(cfg, root=tmp_path, train=False, task="bbox")
+        ev = build_coco_evaluator(CocoEvaluatorConfig(), dataset=ds, task="bbox")
+    assert sorted(int(a) for r in ds.records for a in r.ann_ids) == [1, 2, 3, 4]
+    assert sorted(ev.coco_gt.getAnnIds()) == [1, 2, 3, 4]  # the evaluator's GT is what the dataset keeps
+    text = caplog.text
+    assert "skipped 6 bad annotation(s)" in text
+    assert "evaluating against the 4 annotations on 3 images the dataset keeps; 6 annotation(s)" in text
+    assert "1 x degenerate bbox" in text and "3 x bbox" in text and "1 x has no integer image_id" in text
+    ev.reset()
+    for i in range(len(ds)):
+        t = ds.targets(i)
+        ev.process([Predictions(boxes=t.boxes, scores=torch.ones(len(t)), labels=t.labels, image_id=t.image_id,
+                                    frame="original")])
+    metrics = ev.evaluate()
+    assert metrics["bbox/AP"] == pytest.approx(1.0) and metrics["bbox/AR100"] == pytest.approx(1.0)
+
+
+def test_missing_optional_fields_are_filled_for_cocoeval(tmp_path):
+    anns = [{"image_id": 1, "category_id": 1, "bbox": [4, 4, 20, 10]}, {"image_id": 2, "category_id": 3,
+                                                                        "bbox": [10, 8, 30, 30]}]
+    write_coco(tmp_path, anns, sizes=((48, 64), (48, 64)))
+    ds = build_coco(CocoDatasetConfig(root=str(tmp_path), ann_file="ann.json", img_dir="img"), root=tmp_path,
+                    train=False, task="bbox")
+    ev = build_coco_evaluator(CocoEvaluatorConfig(), dataset=ds, task="bbox")
+    for i in range(len(ds)):
+        t = ds.targets(i)
+        ev.process([Predictions(boxes=t.boxes, scores=torch.ones(len(t)), labels=t.labels, image_id=t.image_id,
+                                    frame="original")])
+    assert ev.evaluate()["bbox/AP"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("bad", BAD, ids=["degenerate", "strings", "null", "null-coord", "no-image-id", "outside"])
+def test_bad_annotation_under_policy_error_names_the_file_and_id(tmp_path, bad):
+    write_coco(tmp_path, GOOD + [bad])
+    cfg = CocoDatasetConfig(root=str(tmp_path), ann_file="ann.json", img_dir="img", on_bad_annotation="error")
+    with pytest.raises(DataError, match=rf"ann.json: annotation {bad['id']}: "):
+        build_coco(cfg, root=tmp_path, train=False, task="bbox")
