@@ -88,3 +88,31 @@ def test_bad_annotation_under_policy_error_names_the_file_and_id(tmp_path, bad):
     cfg = CocoDatasetConfig(root=str(tmp_path), ann_file="ann.json", img_dir="img", on_bad_annotation="error")
     with pytest.raises(DataError, match=rf"ann.json: annotation {bad['id']}: "):
         build_coco(cfg, root=tmp_path, train=False, task="bbox")
+
+
+def test_data_check_decodes_every_image_and_lists_bad_annotations(tmp_path, capsys):
+    """`lsvr data check CONFIG` (finding 2): a truncated image and the bad annotations are listed up front."""
+    import yaml
+
+    from lsvr_core.cli.main import main
+
+    write_coco(tmp_path, GOOD + BAD)
+    png = tmp_path / "img" / "002.png"
+    png.write_bytes(png.read_bytes()[:40])  # truncated
+    section = {"type": "coco", "root": str(tmp_path), "ann_file": "ann.json", "img_dir": "img"}
+    cfg = {"model": {"num_classes": 2, "backbone": {"type": "resnet", "depth": 18}, "head": {"type": "fcos"}},
+           "data": {"train": section, "val": section}}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    code = main(["data", "check", str(path)])
+    out = capsys.readouterr().out
+    assert code == 2
+    rows = [line for line in out.splitlines() if line.startswith("| data.")]
+    assert len(rows) == 2 and all("| coco | 3      | 2      | 1          | 4                | 6" in r for r in rows)
+    assert "data.val: unreadable: image " in out and "002.png (image id 2): cannot decode" in out
+    assert "data.val: " + str(tmp_path / "ann.json") + ": annotation 10: degenerate bbox" in out
+    assert out.strip().endswith("FAILED: 2 unreadable image(s), 12 dropped annotation(s)")
+    png.unlink()
+    write_coco(tmp_path, GOOD)
+    assert main(["data", "check", str(path)]) == 0
+    assert capsys.readouterr().out.strip().endswith("ok: 0 unreadable image(s), 0 dropped annotation(s)")

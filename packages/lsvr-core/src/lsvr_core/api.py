@@ -41,6 +41,7 @@ from lsvr_core.specs import (
 
 if TYPE_CHECKING:  # the lazily loaded names, for type checkers and IDEs
     from lsvr_core.builtin.configs import FocalLossConfig, GIoULossConfig, L1LossConfig, SmoothL1LossConfig
+    from lsvr_core.config import load_config
     from lsvr_core.models.losses import weight_reduce
     from lsvr_core.models.norm import batch_norm_layer, group_norm_layer, set_batch_norm_eval
     from lsvr_core.structures import NUM_KEYPOINTS, Batch, Predictions, Targets, collate
@@ -63,6 +64,8 @@ _LAZY: dict[str, str] = {
     "batch_norm_layer": "lsvr_core.models.norm",
     "group_norm_layer": "lsvr_core.models.norm",
     "set_batch_norm_eval": "lsvr_core.models.norm",
+    # reading run configs (torch-free; plugin commands such as `lsvr data check`)
+    "load_config": "lsvr_core.config",
 }
 
 __all__ = [

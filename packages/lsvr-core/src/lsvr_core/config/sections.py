@@ -44,6 +44,8 @@ class DataSection(Section):
     pin_memory: bool = True
     aspect_ratio_grouping: bool = True
     size_divisor: int = Field(32, gt=0, le=4096, description="batched images are padded to a multiple of this")
+    on_corrupt: Literal["error", "skip"] = Field(
+        "error", description="an image that cannot be loaded: stop the run, or skip it (logged, in metrics.jsonl)")
 
 
 class OptimSection(Section):

@@ -49,7 +49,9 @@ def build_dataset(cfg: Any, manager: Any, *, train: bool) -> Any:
     if train and isinstance(getattr(dataset, "aug_seed", None), int):
         # augmentation follows runtime.seed as well as the dataset's own seed
         dataset.aug_seed = dataset.aug_seed * 1_000_003 + cfg.runtime.seed
-    return dataset
+    from lsvr_core.engine.corrupt import CorruptPolicy
+
+    return CorruptPolicy(dataset, getattr(cfg.data, "on_corrupt", "error"), train=train)
 
 
 def build_evaluator(cfg: Any, manager: Any, dataset: Any) -> Any | None:

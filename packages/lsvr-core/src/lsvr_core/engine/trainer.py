@@ -25,6 +25,8 @@ from lsvr_core.engine.build import build_dataset, build_evaluator, build_model, 
 from lsvr_core.engine.data import GroupedBatchSampler, SeededDataset, train_loader
 from lsvr_core.engine.evaluate import draw_samples, eval_subset, predict_dataset, score
 from lsvr_core.engine.optim import build_optimizer, grad_norm_params, resolve_precision
+from lsvr_core.engine.corrupt import SkipLog, take_skipped
+from lsvr_core.engine.emergency import write_emergency
 from lsvr_core.engine.progress import Progress, metrics_table
 from lsvr_core.engine.rundir import select_run_dir
 from lsvr_core.engine.schedule import build_scheduler
@@ -57,6 +59,7 @@ class Trainer:
             self.work.create(cfg, manager.distributions())
         D.barrier(dist)
         self.log, self._drop = setup_logging(self.work.log, dist.is_main)
+        self.skips = SkipLog(self.log)
         setup_runtime(cfg)
         self.precision = resolve_precision(cfg.runtime.precision, device)
         self.log.info(f"lsvr {__version__} run {source or '(config object)'} -> {self.work.root} | device {device} "
@@ -171,6 +174,10 @@ class Trainer:
         except KeyboardInterrupt:
             status = "interrupted"
             raise
+        except Exception as err:
+            if not isinstance(err, NonFiniteLoss):
+                write_emergency(self, err)
+            raise
         finally:
             for s, h in old_handlers.items():
                 signal.signal(s, h)
@@ -195,6 +202,7 @@ class Trainer:
             loader = train_loader(self.train_ds, self.sampler, seed=cfg.runtime.seed + self.epoch, **loader_args)
             progress.start_epoch(self.epoch, cfg.schedule.epochs, self.iters_per_epoch, self.batch_in_epoch, self.iter)
             for batch in loader:
+                take_skipped(batch.targets, self.skips)
                 stop = self._step(batch)
                 self.batch_in_epoch += 1
                 self.iter += 1
@@ -269,15 +277,18 @@ class Trainer:
 
     def _end_of_epoch(self, final: bool, numbered: int | None) -> None:
         cfg = self.cfg
+        keep_numbered = numbered if numbered is not None and numbered % cfg.runtime.checkpoint_interval == 0 else None
+        self.save(numbered=keep_numbered)  # before evaluating: a failing evaluation loses nothing
         metrics: dict[str, float] = {}
         if self.can_eval and (final or (numbered is not None and numbered % cfg.eval.interval == 0)):
             metrics = self.evaluate(tag=f"iter_{self.iter}")
-        improved = False
         main = metrics.get(cfg.eval.metric)
         if main is not None and math.isfinite(main) and (self.best is None or main > self.best):
-            self.best, self.best_iter, improved = main, self.iter, True
-        keep_numbered = numbered if numbered is not None and numbered % cfg.runtime.checkpoint_interval == 0 else None
-        self.save(numbered=keep_numbered, best=improved)
+            self.best, self.best_iter = main, self.iter
+            self.save(best=True)  # last.pt again too, so that a resumed run knows the new best
+        skipped = self.skips.flush()
+        if skipped and self.dist.is_main:
+            self.work.append_metrics({"epoch": self.epoch, "iter": self.iter, "skipped_images": skipped})
         self.manager.hook.lsvr_epoch_end(run=self.run, epoch=self.epoch, iteration=self.iter, metrics=metrics)
 
     def evaluate(self, tag: str) -> dict[str, float]:
@@ -288,7 +299,8 @@ class Trainer:
         subset = eval_subset(self.val_ds, cfg.eval.max_images)
         preds = predict_dataset(model, subset, device=self.device, precision=self.precision, dist=self.dist,
                                 batch_size=cfg.data.val_batch_size, num_workers=cfg.data.num_workers,
-                                size_divisor=cfg.data.size_divisor, channels_last=cfg.runtime.channels_last)
+                                size_divisor=cfg.data.size_divisor, channels_last=cfg.runtime.channels_last,
+                                skip_log=self.skips)
         metrics: dict[str, float] = {}
         if self.dist.is_main:
             metrics = score(self.evaluator, preds)
