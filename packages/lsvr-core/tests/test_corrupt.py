@@ -68,3 +68,12 @@ def test_skip_drops_a_corrupt_val_image_from_scoring(tmp_path, capsys):
     assert records[0]["bbox/num_images"] == 4  # 6 val images, 2 unreadable
     assert records[1]["skipped_images"] == ["image shapes/000.png (image id 1): cannot decode (truncated file)",
                                             "image shapes/005.png (image id 6): cannot decode (truncated file)"]
+
+
+def test_error_from_a_loader_worker_is_one_line(tmp_path, capsys):
+    code, err, work = _run(tmp_path, capsys, "workers", data={"num_workers": 1, "train": {
+        "type": "tiny_shapes", "num_images": 16, "corrupt": [9]}}, eval={"num_draw": 0})
+    assert code == 2
+    line = next(x for x in err.splitlines() if x.startswith("lsvr: error:"))
+    assert line.startswith("lsvr: error: image shapes/009.png (image id 10): cannot decode (truncated file); set ")
+    assert "Traceback" not in err and "Caught" not in err

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from lsvr_core import __version__
-from lsvr_core.errors import LsvrError
+from lsvr_core.errors import LsvrError, user_message
 
 
 def build_parser(manager_factory=None) -> argparse.ArgumentParser:  # noqa: ANN001
@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.manager = manager
         return int(args.func(args) or 0)
     except LsvrError as err:
-        print(f"lsvr: error: {err}", file=sys.stderr)
+        print(f"lsvr: error: {user_message(err)}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("lsvr: interrupted", file=sys.stderr)

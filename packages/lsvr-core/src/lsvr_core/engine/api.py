@@ -73,6 +73,7 @@ def evaluate(cfg: Any, manager: Any, *, checkpoint: str) -> int:
     Runs on every process of a torchrun job (predictions are gathered to rank 0).
     """
     from lsvr_core.engine.build import build_dataset, build_evaluator, setup_runtime
+    from lsvr_core.engine.data import shutdown_workers
     from lsvr_core.engine.evaluate import eval_subset, predict_dataset, score
     from lsvr_core.engine.optim import resolve_precision
     from lsvr_core.engine.progress import metrics_table
@@ -95,6 +96,7 @@ def evaluate(cfg: Any, manager: Any, *, checkpoint: str) -> int:
             print(metrics_table(metrics))
         return 0
     finally:
+        shutdown_workers()
         D.cleanup()
 
 
