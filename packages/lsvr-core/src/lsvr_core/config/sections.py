@@ -29,6 +29,9 @@ class ModelSection(Section):
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
     init_from: str | None = Field(None, description="checkpoint path, or 'torchvision' for ImageNet backbone weights")
+    init_from_min_fraction: float = Field(0.5, ge=0, le=1, description="init_from: least fraction of the model's "
+                                          "values that must load (else exit 2)")
+    init_from_strict: bool = Field(True, description="false: loading too little from init_from only warns")
 
 
 class DataSection(Section):

@@ -56,11 +56,7 @@ def _load_model(cfg: Any, manager: Any, checkpoint: str, device: torch.device) -
     from lsvr_core.engine.build import build_model
 
     model = build_model(cfg, manager)
-    state = C.model_state(C.load(checkpoint), checkpoint)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise LsvrError(f"{checkpoint}: does not match the config's model: {str(err).splitlines()[0]}") from None
+    C.load_model_state(model, C.model_state(C.load(checkpoint), checkpoint), checkpoint)
     model.to(device)
     if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)

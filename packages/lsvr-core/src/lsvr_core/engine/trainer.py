@@ -60,6 +60,8 @@ class Trainer:
         D.barrier(dist)
         self.log, self._drop = setup_logging(self.work.log, dist.is_main)
         self.skips = SkipLog(self.log)
+        for tmp in C.remove_stale_temporaries(self.work.checkpoints) if dist.is_main else ():
+            self.log.info(f"removed {tmp}, left by an interrupted checkpoint write")
         setup_runtime(cfg)
         self.precision = resolve_precision(cfg.runtime.precision, device)
         self.log.info(f"lsvr {__version__} run {source or '(config object)'} -> {self.work.root} | device {device} "
@@ -83,7 +85,8 @@ class Trainer:
         if cfg.runtime.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if cfg.model.init_from and cfg.model.init_from != "torchvision":
-            C.load_weights(model, cfg.model.init_from, self.log)
+            C.load_weights(model, cfg.model.init_from, self.log, min_fraction=cfg.model.init_from_min_fraction,
+                           strict=cfg.model.init_from_strict)
         self.model = model
         self.optimizer = build_optimizer(model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, self.iters_per_epoch, self.total_iters)
@@ -106,9 +109,8 @@ class Trainer:
             return False
         path = Path(resume)  # "auto" was resolved by select_run_dir
         ckpt = C.load(path)
-        if "optimizer" not in ckpt:
-            raise LsvrError(f"{path}: holds weights only, cannot resume a run from it (use model.init_from)")
-        self.model.load_state_dict(ckpt["model"])
+        C.check_resumable(ckpt, path)
+        C.load_model_state(self.model, C.model_state(ckpt, path), path)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
