@@ -234,8 +234,14 @@ class PluginManager:
             raise PluginError(f"unknown {kind} {name!r}; valid: {valid}") from None
 
     def build(self, kind: str, cfg: Any, /, *args: Any, **kwargs: Any) -> Any:
-        """Build the component selected by ``cfg.type`` with the kind's factory contract."""
-        return self.get(kind, cfg.type).build(cfg, *args, **kwargs)
+        """Build the component selected by ``cfg.type`` with the kind's factory contract.
+
+        Raises:
+            PluginError: the factory cannot be imported (one line naming the component, plugin and cause).
+        """
+        spec = self.get(kind, cfg.type)
+        _import_factory(spec)
+        return spec.build(cfg, *args, **kwargs)
 
     def recipes(self) -> list[RecipeSpec]:
         return sorted(self._recipes.values(), key=lambda r: r.ref)
@@ -273,6 +279,14 @@ def _fail(record: PluginRecord, message: str) -> None:
     """Mark ``record`` failed, keeping earlier errors (joined with '; ')."""
     record.status = "failed"
     record.error = f"{record.error}; {message}" if record.error else message
+
+
+def _import_factory(spec: ComponentSpec) -> None:
+    try:
+        spec.load()
+    except (ImportError, AttributeError) as err:
+        raise PluginError(f"{spec.kind} {spec.name!r} of plugin {spec.plugin!r} ({spec.distribution}): cannot import "
+                          f"its factory {spec.factory!r}: {type(err).__name__}: {err}") from None
 
 
 def _with_origin(spec: Any, record: PluginRecord) -> Any:

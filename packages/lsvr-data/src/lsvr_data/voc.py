@@ -64,12 +64,15 @@ def parse_voc_xml(xml: Path, image_id: int, image: Path, bad: BadAnnotations, fi
             bad.report(str(xml), ann_id, f"invalid bndbox: {err}")
             continue
         reason = check_box(xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1, width, height)
+        flag = (obj.findtext("difficult") or "0").strip()
+        if reason is None and flag not in ("0", "1"):
+            reason = f"<difficult>{flag}</difficult> is not 0 or 1"
         if reason is not None:
             bad.report(str(xml), ann_id, reason)
             continue
         boxes.append([xmin - 1, ymin - 1, xmax, ymax])
         labels.append(VOC_CLASSES.index(name))
-        difficult.append(int(obj.findtext("difficult") or 0) == 1)
+        difficult.append(flag == "1")
         ann_ids.append(first_ann_id + k)
     n = len(boxes)
     return ImageRecord(

@@ -54,8 +54,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from lsvr_core.config.factories import check_factories
+
     args.manager.raise_for_failures()
     cfg = _load(args)
+    check_factories(cfg, args.manager)
     head = cfg.model.head.type
     print(f"{args.config}: ok (task {cfg.task}, {cfg.model.backbone.type} -> "
           f"{cfg.model.neck.type if cfg.model.neck else 'no neck'} -> {head})")
