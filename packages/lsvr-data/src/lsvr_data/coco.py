@@ -260,8 +260,16 @@ def gt_dict(dataset: CocoDataset) -> dict[str, Any]:
             "categories": [c for c in data["categories"] if c["id"] in cat_ids]}
 
 
-def build_coco(cfg: CocoDatasetConfig, *, root: Path, train: bool, task: str) -> CocoDataset:
-    """Dataset factory (``lsvr_core.specs``): paths resolved against ``root`` (``data.root``)."""
+def build_coco(cfg: CocoDatasetConfig, *, root: Path, train: bool, task: str, annotations: bool = True,
+               ) -> CocoDataset | DetectionDataset:
+    """Dataset factory (``lsvr_core.specs``): paths resolved against ``root`` (``data.root``).
+
+    ``annotations=False`` (``lsvr predict`` with class names from the checkpoint): no file is read; the
+    dataset is empty and only provides the test-time pipeline (``prepare``).
+    """
+    if not annotations:
+        return DetectionDataset([], [], cfg.pipeline, train=False, task=task, landmarks=cfg.landmarks,
+                                with_masks=cfg.with_masks)
     base = resolve(root, cfg.root)
     default_ann = f"annotations/{'person_keypoints' if task.startswith('pose') else 'instances'}_{cfg.split}.json"
     ann_file = resolve(base, cfg.ann_file or default_ann)

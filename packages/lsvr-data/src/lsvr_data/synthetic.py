@@ -179,7 +179,8 @@ class SyntheticDataset(DetectionDataset):
         return self._coco_gt
 
 
-def build_synthetic(cfg: SyntheticDatasetConfig, *, root: Path, train: bool, task: str) -> SyntheticDataset:
-    """Dataset factory (``root`` is unused: nothing is read from disk)."""
-    del root
+def build_synthetic(cfg: SyntheticDatasetConfig, *, root: Path, train: bool, task: str, annotations: bool = True,
+                    ) -> SyntheticDataset:
+    """Dataset factory (``root`` and ``annotations`` are unused: nothing is read from disk)."""
+    del root, annotations
     return SyntheticDataset(cfg, train=train, task=task)

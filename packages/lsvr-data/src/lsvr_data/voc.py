@@ -151,6 +151,14 @@ class VocDataset(DetectionDataset):
         return self._coco_gt
 
 
-def build_voc(cfg: VocDatasetConfig, *, root: Path, train: bool, task: str) -> VocDataset:
-    """Dataset factory: ``cfg.root`` (the VOCdevkit folder) resolved against ``root`` (``data.root``)."""
+def build_voc(cfg: VocDatasetConfig, *, root: Path, train: bool, task: str, annotations: bool = True,
+              ) -> VocDataset | DetectionDataset:
+    """Dataset factory: ``cfg.root`` (the VOCdevkit folder) resolved against ``root`` (``data.root``).
+
+    ``annotations=False``: no file is read; an empty dataset with the test-time pipeline (``lsvr predict``).
+    """
+    if not annotations:
+        check_task(task, "voc")
+        return DetectionDataset([], list(VOC_CLASSES), cfg.pipeline, train=False, task=task,
+                                landmarks=cfg.landmarks, with_masks=cfg.with_masks)
     return VocDataset(resolve(root, cfg.root), [tuple(s) for s in cfg.sets], task=task, train=train, cfg=cfg)

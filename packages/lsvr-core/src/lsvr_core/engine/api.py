@@ -52,11 +52,11 @@ def run(cfg: Any, manager: Any, *, resume: str | None = None, nproc_per_node: in
         D.cleanup()
 
 
-def _load_model(cfg: Any, manager: Any, checkpoint: str, device: torch.device) -> torch.nn.Module:
+def _load_model(cfg: Any, manager: Any, checkpoint: str, device: torch.device, ckpt: Any = None) -> torch.nn.Module:
     from lsvr_core.engine.build import build_model
 
     model = build_model(cfg, manager)
-    C.load_model_state(model, C.model_state(C.load(checkpoint), checkpoint), checkpoint)
+    C.load_model_state(model, C.model_state(C.load(checkpoint) if ckpt is None else ckpt, checkpoint), checkpoint)
     model.to(device)
     if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -139,42 +139,59 @@ def predict(cfg: Any, manager: Any, *, checkpoint: str, images: list[str], out_d
             score_thresh: float = 0.3) -> int:
     """Draw the predictions on ``images`` as PNGs and write ``results.json`` (COCO results format).
 
-    Image ids are the file names' digits when they have some (COCO names), else the position in ``images``.
-    Category ids come from the val dataset's ``label_to_cat_id`` when it has them, else label + 1.
+    Output names, image ids and class names: :mod:`lsvr_core.engine.predict_io` (distinct per input path;
+    class names from the checkpoint, so no annotation file is needed). An input that is missing or cannot be
+    decoded (including images too large to decode safely) is reported and skipped; ``results.json`` is
+    always written.
+
+    Returns:
+        0, or 1 when some inputs were skipped.
     """
     from lsvr_core.engine.build import setup_runtime
     from lsvr_core.engine.evaluate import to_cpu_fp32
     from lsvr_core.engine.optim import resolve_precision
+    from lsvr_core.engine.predict_io import checkpoint_classes, image_ids, output_names, predict_dataset_for
     from lsvr_core.structures import collate
     from lsvr_core.visualize import draw_predictions, read_image, save_png
 
     setup_runtime(cfg)
     device = D.resolve_device(cfg.runtime.device)
-    section = cfg.data.val if cfg.data.val is not None else cfg.data.train
-    dataset = manager.build("dataset", section, root=cfg.data.root, train=False, task=cfg.task)
-    names = getattr(dataset, "classes", None)
-    category_ids = getattr(dataset, "label_to_cat_id", None)
-    model = _load_model(cfg, manager, checkpoint, device)
+    ckpt = C.load(checkpoint)
+    names, category_ids = checkpoint_classes(ckpt)
+    dataset = predict_dataset_for(cfg, manager, need_annotations=names is None)
+    if names is None:
+        names = getattr(dataset, "classes", None)
+        cat = getattr(dataset, "label_to_cat_id", None)
+        category_ids = list(cat) if cat is not None else None
+    model = _load_model(cfg, manager, checkpoint, device, ckpt=ckpt)
     precision = resolve_precision(cfg.runtime.precision, device)
     out = Path(out_dir) if out_dir else Path(cfg.runtime.work_dir) / "predict"
+    ids, id_source = image_ids(images)
+    if id_source == "positions" and len(images) > 1:
+        print("image ids are the inputs' positions (1, 2, ...): their file names do not give distinct ids",
+              file=sys.stderr)
     results: list[dict[str, Any]] = []
-    for pos, name in enumerate(images):
+    failed: list[str] = []
+    for name, png, image_id in zip(images, output_names(images), ids, strict=True):
         path = Path(name)
-        if not path.is_file():
-            raise LsvrError(f"image not found: {path}")
         try:
+            if not path.is_file():
+                raise OSError("file not found")
             image = read_image(path)
-        except OSError as err:
-            raise LsvrError(f"cannot decode image {path}: {err}") from None
-        digits = "".join(ch for ch in path.stem if ch.isdigit())
-        image_id = int(digits) if digits else pos
+        except Exception as err:  # OSError, PIL's DecompressionBombError, ...: report, skip, go on
+            reason = str(err) if isinstance(err, OSError) else f"{type(err).__name__}: {err}"
+            failed.append(f"{path}: {reason}")
+            print(f"lsvr: skipped {path}: cannot read it: {reason}", file=sys.stderr)
+            continue
         batch = collate([_prepare(dataset, image, image_id)], cfg.data.size_divisor).to(device)
         with precision.autocast():
             pred = to_cpu_fp32(model(batch)[0])
         drawn = draw_predictions(image, pred, names, score_thresh)
         print(f"{path}: {int((pred.scores >= score_thresh).sum())} detections >= {score_thresh} -> "
-              f"{save_png(drawn, out / f'{path.stem}.png')}")
-        results += coco_results(pred, list(category_ids) if category_ids is not None else None)
+              f"{save_png(drawn, out / png)} (image id {image_id})")
+        results += coco_results(pred, category_ids)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results))
-    print(f"wrote {out / 'results.json'} ({len(results)} detections)", file=sys.stderr)
-    return 0
+    skipped = f"; {len(failed)} of {len(images)} inputs skipped" if failed else ""
+    print(f"wrote {out / 'results.json'} ({len(results)} detections{skipped})", file=sys.stderr)
+    return 1 if failed else 0

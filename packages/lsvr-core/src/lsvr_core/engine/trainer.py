@@ -27,6 +27,7 @@ from lsvr_core.engine.evaluate import draw_samples, eval_subset, predict_dataset
 from lsvr_core.engine.optim import build_optimizer, grad_norm_params, resolve_precision
 from lsvr_core.engine.corrupt import SkipLog, take_skipped
 from lsvr_core.engine.emergency import write_emergency
+from lsvr_core.engine.predict_io import checkpoint_meta
 from lsvr_core.engine.progress import Progress, metrics_table
 from lsvr_core.engine.rundir import select_run_dir
 from lsvr_core.engine.schedule import build_scheduler
@@ -128,7 +129,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "epoch": self.epoch,
             "iter": self.iter, "batch_in_epoch": self.batch_in_epoch, "best": self.best,
             "best_iter": self.best_iter, "rng": C.rng_state(),
-            "meta": {"lsvr_core": str(__version__), "torch": str(torch.__version__)},
+            "meta": {"lsvr_core": str(__version__), "torch": str(torch.__version__), **checkpoint_meta(self.train_ds)},
         }
 
     def save(self, *, numbered: int | None = None, best: bool = False) -> None:
