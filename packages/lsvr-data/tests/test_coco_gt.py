@@ -116,3 +116,32 @@ def test_data_check_decodes_every_image_and_lists_bad_annotations(tmp_path, caps
     write_coco(tmp_path, GOOD)
     assert main(["data", "check", str(path)]) == 0
     assert capsys.readouterr().out.strip().endswith("ok: 0 unreadable image(s), 0 dropped annotation(s)")
+
+
+def test_exif_rotated_image_annotated_in_the_rotated_frame_loads(tmp_path, caplog):
+    """Finding 9: a JPEG stored 64x32 with EXIF orientation 6 (rotate 90) displays 32x64; annotations made on
+    the displayed image say 32x64. It loads rotated (with a warning) instead of failing on the size."""
+    from PIL import Image
+
+    pixels = torch.zeros((32, 64, 3), dtype=torch.uint8)
+    pixels[:, :8] = 255  # a white band on the stored image's left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    (tmp_path / "img").mkdir()
+    Image.fromarray(pixels.numpy()).save(tmp_path / "img" / "001.jpg", exif=exif, quality=95)
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "001.jpg", "height": 64, "width": 32}],
+                               "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 20, 30],
+                                                "area": 600, "iscrowd": 0}],
+                               "categories": [{"id": 1, "name": "box"}]}))
+    cfg = CocoDatasetConfig(root=str(tmp_path), ann_file="ann.json", img_dir="img")
+    ds = build_coco(cfg, root=tmp_path, train=False, task="bbox")
+    with caplog.at_level(logging.WARNING, logger="lsvr_data"):
+        image = ds.load_image(ds.records[0])
+    assert tuple(image.shape) == (3, 64, 32)
+    assert image[:, :8].float().mean() > 200 and image[:, -8:].float().mean() < 50  # rotated 90 clockwise: top
+    assert "has an EXIF orientation and its annotations are in the rotated frame" in caplog.text
+    ann.write_text(ann.read_text().replace('"height": 64, "width": 32', '"height": 50, "width": 50'))
+    ds = build_coco(cfg, root=tmp_path, train=False, task="bbox")
+    with pytest.raises(DataError, match=r"is 64x32 but .* says 50x50 \(its EXIF orientation tag rotates it to 32x64"):
+        ds.load_image(ds.records[0])
