@@ -28,6 +28,11 @@ from lsvr_core.errors import ConfigError, LsvrError
 FORMAT = 1
 
 
+class CheckpointWriteError(LsvrError, OSError):
+    """A checkpoint could not be written (full disk, read-only folder): one line naming the file (an OSError
+    too, for callers that handle I/O errors)."""
+
+
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
     """Write ``obj`` with :func:`torch.save` to a temporary file beside ``path``, fsync it, then ``os.replace``.
 
@@ -35,7 +40,7 @@ def save_atomic(obj: dict[str, Any], path: Path) -> None:
     (a temporary left by a killed process is removed by :func:`remove_stale_temporaries` at the next start).
 
     Raises:
-        LsvrError: the file cannot be written (full disk, read-only or missing folder); names the file.
+        CheckpointWriteError: the file cannot be written (full disk, read-only folder); names the file.
     """
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -48,9 +53,9 @@ def save_atomic(obj: dict[str, Any], path: Path) -> None:
     except BaseException as err:
         tmp.unlink(missing_ok=True)
         if isinstance(err, OSError):
-            raise LsvrError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
+            raise CheckpointWriteError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
         if isinstance(err, RuntimeError) and ("write failed" in str(err) or "inline_container" in str(err)):
-            raise LsvrError(f"cannot write checkpoint {path}: the write failed (is the disk full?)") from None
+            raise CheckpointWriteError(f"cannot write checkpoint {path}: the write failed (is the disk full?)") from None
         raise
 
 
