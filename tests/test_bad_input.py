@@ -277,3 +277,17 @@ def test_readme_shows_ap_as_the_table_prints_it():
     printed = metrics_table({"bbox/AP": 0.579, "bbox/AP50": 0.997, "bbox/AP75": 0.626}).splitlines()[-1]
     assert row.rstrip(" .|").rstrip() == printed.rstrip(" |")
     assert "bbox AP 57.9" in readme
+
+
+def test_run_log_says_how_many_val_annotations_were_dropped(ctx, capsys, tmp_path):
+    """Finding 3 through a run: the coco evaluator scores what the val dataset keeps and the run log says
+    how many annotations were dropped and why."""
+    cfg = yaml.safe_load((ctx["tmp"] / "coco.yaml").read_text())
+    cfg["runtime"]["work_dir"] = str(tmp_path / "run")
+    cfg["data"]["val"] = dict(cfg["data"]["train"], ann_file="degenerate.json")
+    cfg["eval"] = {"evaluator": {"type": "coco"}, "num_draw": 0}
+    path = common.write_yaml(tmp_path / "c.yaml", cfg)
+    assert cli(["--plugin", ctx["plugin"], "run", path]) == 0
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "evaluating against the 2 annotations on 2 images the dataset keeps; 1 annotation(s)" in log
+    assert "1 x degenerate bbox" in log

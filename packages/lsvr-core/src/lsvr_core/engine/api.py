@@ -6,6 +6,7 @@ User mistakes raise :class:`~lsvr_core.errors.LsvrError` (the CLI prints the mes
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -69,6 +70,7 @@ def evaluate(cfg: Any, manager: Any, *, checkpoint: str) -> int:
     Runs on every process of a torchrun job (predictions are gathered to rank 0).
     """
     from lsvr_core.engine.build import build_dataset, build_evaluator, setup_runtime
+    from lsvr_core.engine.corrupt import SkipLog
     from lsvr_core.engine.data import shutdown_workers
     from lsvr_core.engine.evaluate import eval_subset, predict_dataset, score
     from lsvr_core.engine.optim import resolve_precision
@@ -85,7 +87,8 @@ def evaluate(cfg: Any, manager: Any, *, checkpoint: str) -> int:
         preds = predict_dataset(model, eval_subset(val_ds, cfg.eval.max_images), device=device,
                                 precision=resolve_precision(cfg.runtime.precision, device), dist=dist,
                                 batch_size=cfg.data.val_batch_size, num_workers=cfg.data.num_workers,
-                                size_divisor=cfg.data.size_divisor, channels_last=cfg.runtime.channels_last)
+                                size_divisor=cfg.data.size_divisor, channels_last=cfg.runtime.channels_last,
+                                skip_log=SkipLog(logging.getLogger("lsvr.engine")))
         if dist.is_main:
             metrics = score(evaluator, preds)
             print(f"{checkpoint}: {len(preds)} images")
