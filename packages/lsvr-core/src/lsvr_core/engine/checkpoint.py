@@ -55,7 +55,7 @@ def save_atomic(obj: dict[str, Any], path: Path) -> None:
         if isinstance(err, OSError):
             raise CheckpointWriteError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
         if isinstance(err, RuntimeError) and ("write failed" in str(err) or "inline_container" in str(err)):
-            raise CheckpointWriteError(f"cannot write checkpoint {path}: the write failed (is the disk full?)") from None
+            raise CheckpointWriteError(f"cannot write checkpoint {path}: the write failed (disk full?)") from None
         raise
 
 

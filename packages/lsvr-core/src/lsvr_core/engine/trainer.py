@@ -22,11 +22,11 @@ from lsvr_core import __version__
 from lsvr_core.engine import checkpoint as C
 from lsvr_core.engine import distributed as D
 from lsvr_core.engine.build import build_dataset, build_evaluator, build_model, check_batch_size, setup_runtime
+from lsvr_core.engine.corrupt import SkipLog, take_skipped
 from lsvr_core.engine.data import GroupedBatchSampler, SeededDataset, shutdown_workers, train_loader
+from lsvr_core.engine.emergency import write_emergency
 from lsvr_core.engine.evaluate import draw_samples, eval_subset, predict_dataset, score
 from lsvr_core.engine.optim import build_optimizer, grad_norm_params, resolve_precision
-from lsvr_core.engine.corrupt import SkipLog, take_skipped
-from lsvr_core.engine.emergency import write_emergency
 from lsvr_core.engine.predict_io import checkpoint_meta
 from lsvr_core.engine.progress import Progress, metrics_table
 from lsvr_core.engine.rundir import select_run_dir
