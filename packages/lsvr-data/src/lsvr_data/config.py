@@ -33,7 +33,7 @@ class PipelineConfig(BaseModel):
     short_side_range: tuple[int, int] | None = Field(
         None, description="train only: short side drawn uniformly from [lo, hi] (long edge still <= scale[0])"
     )
-    square_size: int = Field(320, gt=0, description="square: output is square_size x square_size (no keep ratio)")
+    square_size: int = Field(320, gt=0, le=16384, description="square: output is square_size x square_size (no keep ratio)")
     flip_prob: float = Field(0.5, ge=0, le=1, description="train only: horizontal flip probability")
     ssd_aug: bool = Field(False, description="train only: SSD photometric distortion, expand and IoU crop")
     expand_prob: float = Field(0.6, ge=0, le=1, description="ssd_aug: probability of the expand (zoom-out) step")
@@ -46,8 +46,10 @@ class PipelineConfig(BaseModel):
     def _check_ranges(self) -> PipelineConfig:
         if self.short_side_range is not None and self.short_side_range[0] > self.short_side_range[1]:
             raise ValueError(f"short_side_range {self.short_side_range}: lo must be <= hi")
-        if min(self.scale) <= 0:
-            raise ValueError(f"scale {self.scale} must be positive")
+        if min(self.scale) <= 0 or max(self.scale) > 16384:
+            raise ValueError(f"scale {self.scale} must be positive pixel sizes <= 16384")
+        if self.short_side_range is not None and not 0 < self.short_side_range[0] <= self.short_side_range[1] <= 16384:
+            raise ValueError(f"short_side_range {self.short_side_range} must be pixel sizes in (0, 16384]")
         return self
 
 
@@ -110,10 +112,10 @@ class SyntheticDatasetConfig(_DatasetCommon):
 
     type: Literal["synthetic"] = "synthetic"
     split: Literal["train", "val"] = "train"
-    num_images: int = Field(256, gt=0)
-    image_size: int = Field(128, ge=32, description="square images of this side, pixels")
+    num_images: int = Field(256, gt=0, le=1_000_000)
+    image_size: int = Field(128, ge=32, le=8192, description="square images of this side, pixels")
     seed: int = 0
-    max_objects: int = Field(4, ge=1)
+    max_objects: int = Field(4, ge=1, le=100)
     pipeline: PipelineConfig = PipelineConfig(resize="none")
 
 
