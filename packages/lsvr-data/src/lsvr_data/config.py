@@ -77,6 +77,12 @@ class CocoDatasetConfig(_DatasetCommon):
     ann_file: str | None = None
     img_dir: str | None = None
     check_images: bool = Field(True, description="check at start-up that every image file exists")
+    annotation_rules: Literal["mmdet", "mutualguide"] = Field(
+        "mmdet",
+        description="'mmdet': crowd boxes kept as crowd regions, boxes under 1 px dropped; 'mutualguide' (the "
+        "MutualGuide v1 reader, spec §5): crowd boxes become ordinary objects of their class and boxes whose "
+        "clipped inclusive width or height is 6 px or less are dropped",
+    )
 
 
 class VocDatasetConfig(_DatasetCommon):

@@ -75,6 +75,18 @@ class PAFPNNeckConfig(_MGNeckConfig):
     type: Literal["pafpn"] = "pafpn"
 
 
+class RFBNeckConfig(NeckConfig):
+    """The RFBNet pyramid of the first commit (``rfb``): reduce + RFB-a at stride 8, RFB blocks on c4 and below."""
+
+    type: Literal["rfb"] = "rfb"
+    num_levels: int = Field(4, ge=2, le=5, description="pyramid levels L: 4 at 320 px, 5 at 512 (§2)")
+    in_levels: tuple[str, str] = Field(("c3", "c4"), description="backbone maps at strides 8 and 16")
+    reduce_channels: int = Field(256, gt=0, description="width of each 1x1 reduction before the RFB-a block")
+    level_channels: tuple[int, ...] = Field(
+        (512, 512, 512, 256, 256), description="output channels of each level, finest first (the reference's)"
+    )
+
+
 # --- assigners (§3, §7) ------------------------------------------------------------------------------------
 
 

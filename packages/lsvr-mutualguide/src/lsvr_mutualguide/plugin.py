@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lsvr_core.hookspecs import hookimpl
-from lsvr_core.specs import ComponentSpec, RecipeSpec, recipes_from_dir
+from lsvr_core.specs import ComponentSpec, ConverterSpec, RecipeSpec, recipes_from_dir
 from lsvr_mutualguide import config as c
 
 _P = "lsvr_mutualguide"
@@ -32,6 +32,8 @@ def lsvr_necks() -> list[ComponentSpec]:
                       "ssd pyramid + laterals, top-down add, 3x3 per level (MutualGuide 'fpn')"),
         ComponentSpec("neck", "pafpn", c.PAFPNNeckConfig, f"{_P}.necks:build_pafpn",
                       "context module, top-down and bottom-up paths (MutualGuide)"),
+        ComponentSpec("neck", "rfb", c.RFBNeckConfig, f"{_P}.rfb:build_rfb",
+                      "RFBNet pyramid: RFB-a on fused c3/c4, RFB blocks to stride 64/128 (MutualGuide first commit)"),
     ]
 
 
@@ -62,6 +64,12 @@ def lsvr_losses() -> list[ComponentSpec]:
                       "MutualGuide v2 soft-label BCE (Varifocal-like) plus a Poly-1 term"),
         ComponentSpec("loss", "siou", c.SIoULossConfig, f"{_P}.losses:build_siou", "SIoU box loss"),
     ]
+
+
+@hookimpl
+def lsvr_weight_converters() -> list[ConverterSpec]:
+    return [ConverterSpec("mutualguide-v1", f"{_P}.convert:convert_mutualguide_v1",
+                          "MutualGuide v1 released VOC/COCO checkpoints (a6fd618 Detector; a24bbe4 RFBNet)")]
 
 
 @hookimpl
