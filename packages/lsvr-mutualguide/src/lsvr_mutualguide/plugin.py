@@ -5,6 +5,7 @@ from __future__ import annotations
 from lsvr_core.hookspecs import hookimpl
 from lsvr_core.specs import ComponentSpec, ConverterSpec, RecipeSpec, recipes_from_dir
 from lsvr_mutualguide import config as c
+from lsvr_mutualguide.rows import summaries
 
 _P = "lsvr_mutualguide"
 
@@ -74,14 +75,4 @@ def lsvr_weight_converters() -> list[ConverterSpec]:
 
 @hookimpl
 def lsvr_recipes() -> list[RecipeSpec]:
-    return recipes_from_dir("mutualguide", "lsvr_mutualguide.recipes", RECIPE_SUMMARIES)
-
-
-RECIPE_SUMMARIES = {
-    "voc0712_vgg16_fpn_320": "VGG16 + FPN, MG v1, VOC07+12 -> VOC07 test at 320, 250 epochs (spec §5)",
-    "voc0712_vgg16_fpn_512": "VGG16 + FPN, MG v1, VOC07+12 at 512",
-    "coco_vgg16_fpn_320": "VGG16 + FPN, MG v1, COCO train2017 -> val2017 at 320, 140 epochs",
-    "coco_vgg16_fpn_512": "VGG16 + FPN, MG v1, COCO at 512",
-    "voc_sample": "ShuffleNetV2 + FPN, MG v1, on ../shared/data/voc2012_sample (short CPU run)",
-    "coco_mini": "ShuffleNetV2 + FPN, MG v1, on ../shared/data/coco_mini (short CPU run)",
-}
+    return recipes_from_dir("mutualguide", "lsvr_mutualguide.recipes", summaries())
