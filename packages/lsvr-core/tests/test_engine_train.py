@@ -223,3 +223,17 @@ def test_run_without_evaluator_still_writes_the_work_dir(tmp_path, mgr):
     assert (work / "metrics.jsonl").read_text() == ""
     assert sorted(p.name for p in (work / "checkpoints").iterdir()) == ["epoch_1.pt", "last.pt"]
     assert not list((work / "predictions").iterdir())
+
+
+def test_training_batches_carry_the_run_progress(tmp_path, mgr):
+    """``Batch.progress`` is iter / total_iters when the model sees a training batch (heads' batch transforms,
+    such as MutualGuide's MixUp for the first 80 %, read it); eval batches carry None."""
+    from lsvr_core.engine.distributed import DistInfo
+    from lsvr_core.engine.trainer import Trainer
+
+    cfg = common.config(mgr, tmp_path / "run", schedule={"max_iters": 5})
+    trainer = Trainer(cfg, mgr, dist=DistInfo(), device=torch.device("cpu"))
+    seen = []
+    trainer.model.head.transform_train_batch = lambda batch: seen.append(batch.progress) or batch
+    assert trainer.fit() == 0
+    assert seen == [0.0, 0.2, 0.4, 0.6, 0.8]

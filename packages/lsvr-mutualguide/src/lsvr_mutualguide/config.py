@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from lsvr_core.builtin.configs import FocalLossConfig
 from lsvr_core.specs import AssignerConfig, BackboneConfig, HeadConfig, LossConfig, NeckConfig
@@ -142,6 +142,14 @@ class SIoULossConfig(LossConfig):
     loss_weight: float = Field(2.0, ge=0)
 
 
+class MixUpConfig(BaseModel):
+    """MixUp of training batches (§5, a192256): Beta(alpha, alpha) weights, a batch permutation, mixed losses."""
+
+    model_config = ConfigDict(extra="forbid")
+    alpha: float = Field(1.0, gt=0, description="Beta(alpha, alpha) of the mixing weight")
+    until: float = Field(0.8, gt=0, le=1, description="fraction of the training iterations that use MixUp")
+
+
 # --- head (§2 "Head", §6 inference) ------------------------------------------------------------------------
 
 
@@ -162,3 +170,4 @@ class MutualGuideHeadConfig(HeadConfig):
     pre_nms_topk: int | None = Field(
         1000, gt=0, description="per-class candidates kept before NMS (None: all above score_thresh, as §6)"
     )
+    mixup: MixUpConfig | None = Field(None, description="MixUp of the training batches (a192256 --mixup)")

@@ -22,6 +22,7 @@ from lsvr_mutualguide.anchors import ANCHORS_PER_LOCATION, generate_anchors
 from lsvr_mutualguide.assigners import IGNORED, POSITIVE, Assignment
 from lsvr_mutualguide.box_coding import decode, encode
 from lsvr_mutualguide.config import MutualGuideHeadConfig
+from lsvr_mutualguide.mixup import MixUp, MixUpBatch
 
 
 def pad_targets(targets: list[Targets], device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -60,12 +61,14 @@ class MutualGuideHead(nn.Module):
         variances: box-coding variances (0.1, 0.2).
         score_thresh, nms_thresh, detections_per_img: inference (§6: 0.005, class-wise NMS 0.5, 300).
         pre_nms_topk: per-class candidates kept before NMS (None keeps all above ``score_thresh``).
+        mixup: optional :class:`~lsvr_mutualguide.mixup.MixUp` applied to training batches (§5).
     """
 
     def __init__(self, input_shape: dict[str, ShapeSpec], num_classes: int, assigner: Any, loss_cls: nn.Module,
                  loss_bbox: nn.Module, loss_iou: nn.Module | None = None, anchor_base: float = 24.0,
                  variances: tuple[float, float] = (0.1, 0.2), prior_prob: float = 0.01, score_thresh: float = 0.005,
-                 nms_thresh: float = 0.5, detections_per_img: int = 300, pre_nms_topk: int | None = None) -> None:
+                 nms_thresh: float = 0.5, detections_per_img: int = 300, pre_nms_topk: int | None = None,
+                 mixup: MixUp | None = None) -> None:
         super().__init__()
         self.levels = sorted(input_shape, key=lambda lv: input_shape[lv].stride)
         self.num_classes = num_classes
@@ -82,6 +85,7 @@ class MutualGuideHead(nn.Module):
         self.anchor_base, self.variances = anchor_base, tuple(variances)
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.detections_per_img, self.pre_nms_topk = detections_per_img, pre_nms_topk
+        self.mixup = mixup
         self._anchor_cache: dict[tuple[Any, ...], Tensor] = {}
 
     # --- shared -------------------------------------------------------------------------------------------
@@ -106,11 +110,26 @@ class MutualGuideHead(nn.Module):
 
     # --- training -----------------------------------------------------------------------------------------
 
+    def transform_train_batch(self, batch: Batch) -> Batch:
+        """MixUp of the training batch when configured (called by the detector before the backbone)."""
+        return self.mixup(batch) if self.mixup is not None else batch
+
     def forward(self, features: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]:
-        """Losses ``loss_cls``, ``loss_bbox`` (and ``loss_iou``) as scalars (§4 normalisation)."""
+        """Losses ``loss_cls``, ``loss_bbox`` (and ``loss_iou``) as scalars (§4 normalisation). For a
+        :class:`~lsvr_mutualguide.mixup.MixUpBatch` each term is lam * term(targets) + (1 - lam) *
+        term(targets[index]) (``a192256:main.py:172-178``)."""
         loc, conf, grids = self.outputs(features)
         anchors = self.anchors(grids, tuple(batch.images.shape[-2:]), loc.device)
-        gt_boxes, gt_labels, gt_valid, gt_crowd = pad_targets(batch.targets, loc.device)
+        if not isinstance(batch, MixUpBatch) or batch.index is None:
+            return self.assign_and_losses(loc, conf, anchors, batch.targets)
+        own = self.assign_and_losses(loc, conf, anchors, batch.targets)
+        other = self.assign_and_losses(loc, conf, anchors, [batch.targets[i] for i in batch.index.tolist()])
+        return {k: batch.lam * own[k] + (1 - batch.lam) * other[k] for k in own}
+
+    def assign_and_losses(self, loc: Tensor, conf: Tensor, anchors: Tensor, targets: list[Targets]
+                          ) -> dict[str, Tensor]:
+        """Assign the anchors to ``targets`` (detached predictions) and compute the loss terms."""
+        gt_boxes, gt_labels, gt_valid, gt_crowd = pad_targets(targets, loc.device)
         with torch.no_grad():
             pred_boxes = decode(loc.detach().float(), anchors, self.variances)
         assigned: Assignment = self.assigner(anchors, pred_boxes, conf.detach(), gt_boxes, gt_labels, gt_valid,
@@ -174,21 +193,23 @@ class MutualGuideHead(nn.Module):
 
 
 def build_mutual_guide_head(cfg: MutualGuideHeadConfig, input_shape: dict[str, ShapeSpec], num_classes: int,
-                            task: str) -> MutualGuideHead:
-    """Factory of the ``mutual_guide`` head; the assigner and losses are built from their registered configs.
+                            task: str, *, registry: Any = None) -> MutualGuideHead:
+    """Factory of the ``mutual_guide`` head; the assigner and losses are built through ``registry`` (the plugin
+    manager that builds the head; the global one when None, until every caller passes it).
 
     Raises:
         ConfigError: task other than ``bbox``.
     """
-    from lsvr_core.plugins import get_plugin_manager
-
     if task != "bbox":
         raise ConfigError(f"head 'mutual_guide' supports task 'bbox' only, got task {task!r}")
-    manager = get_plugin_manager()
-    loss_iou = manager.build("loss", cfg.loss_iou) if cfg.loss_iou is not None else None
-    return MutualGuideHead(
-        input_shape, num_classes, manager.build("assigner", cfg.assigner), manager.build("loss", cfg.loss_cls),
-        manager.build("loss", cfg.loss_bbox), loss_iou, cfg.anchor_base, cfg.variances, cfg.prior_prob,
-        cfg.score_thresh, cfg.nms_thresh, cfg.detections_per_img, cfg.pre_nms_topk,
-    )
+    if registry is None:
+        from lsvr_core.plugins import get_plugin_manager
 
+        registry = get_plugin_manager()
+    loss_iou = registry.build("loss", cfg.loss_iou) if cfg.loss_iou is not None else None
+    return MutualGuideHead(
+        input_shape, num_classes, registry.build("assigner", cfg.assigner), registry.build("loss", cfg.loss_cls),
+        registry.build("loss", cfg.loss_bbox), loss_iou, cfg.anchor_base, cfg.variances, cfg.prior_prob,
+        cfg.score_thresh, cfg.nms_thresh, cfg.detections_per_img, cfg.pre_nms_topk,
+        MixUp(cfg.mixup.alpha, cfg.mixup.until) if cfg.mixup is not None else None,
+    )

@@ -44,6 +44,7 @@ OTHER: dict[str, str] = {
     "coco_mini": "ShuffleNetV2 + FPN, MG v1, on ../shared/data/coco_mini (short CPU run)",
     "voc_sample_rfb": "ShuffleNetV2 + narrow RFB, MG v1, on ../shared/data/voc2012_sample (short CPU run)",
     "coco_mini_rfb": "ShuffleNetV2 + narrow RFB, MG v1, on ../shared/data/coco_mini (short CPU run)",
+    "voc_sample_mixup": "ShuffleNetV2 + FPN, MG v1 + MixUp, on ../shared/data/voc2012_sample (short CPU run)",
 }
 
 

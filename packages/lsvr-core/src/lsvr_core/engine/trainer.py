@@ -218,6 +218,7 @@ class Trainer:
     def _step(self, batch: Any) -> bool:
         """One optimisation step; returns True when some rank asked to stop (after this step)."""
         batch = batch.to(self.device)
+        batch.progress = self.iter / max(self.total_iters, 1)
         if self.cfg.runtime.channels_last:
             batch.images = batch.images.contiguous(memory_format=torch.channels_last)
         with self.precision.autocast():
