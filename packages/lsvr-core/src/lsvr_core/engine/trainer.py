@@ -23,6 +23,7 @@ from lsvr_core.engine import checkpoint as C
 from lsvr_core.engine import distributed as D
 from lsvr_core.engine.build import build_dataset, build_evaluator, build_model, setup_runtime
 from lsvr_core.engine.data import GroupedBatchSampler, SeededDataset, train_loader
+from lsvr_core.engine.ema import build_ema
 from lsvr_core.engine.evaluate import draw_samples, eval_subset, predict_dataset, score
 from lsvr_core.engine.optim import build_optimizer, grad_norm_params, resolve_precision
 from lsvr_core.engine.progress import Progress, metrics_table
@@ -77,6 +78,7 @@ class Trainer:
         if cfg.model.init_from and cfg.model.init_from != "torchvision":
             C.load_weights(model, cfg.model.init_from, self.log)
         self.model = model
+        self.ema = build_ema(model, cfg.runtime.ema.decay, cfg.runtime.ema.tau) if cfg.runtime.ema else None
         self.optimizer = build_optimizer(model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, self.iters_per_epoch, self.total_iters)
         self.scaler = self.precision.grad_scaler()
@@ -100,7 +102,9 @@ class Trainer:
         ckpt = C.load(path)
         if "optimizer" not in ckpt:
             raise LsvrError(f"{path}: holds weights only, cannot resume a run from it (use model.init_from)")
-        self.model.load_state_dict(ckpt["model"])
+        self.model.load_state_dict(ckpt.get("model_raw", ckpt["model"]))
+        if self.ema is not None and "ema" in ckpt:
+            self.ema.load_state_dict(ckpt["ema"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -113,6 +117,12 @@ class Trainer:
         return True
 
     def _state(self) -> dict[str, Any]:
+        if self.ema is not None:  # the averaged weights are the run's weights; the trained ones resume it
+            return {**self._train_state(), "model": self.ema.module.state_dict(),
+                    "model_raw": self.model.state_dict(), "ema": self.ema.state_dict()}
+        return self._train_state()
+
+    def _train_state(self) -> dict[str, Any]:
         return {
             "format": C.FORMAT, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "epoch": self.epoch,
@@ -242,6 +252,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(list(grad_norm_params(self.optimizer)), self.cfg.optim.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         self.scheduler.step()
         return reduced[-1] > 0
 
@@ -281,6 +293,7 @@ class Trainer:
         cfg = self.cfg
         t0 = time.perf_counter()
         model = self.ddp.module if isinstance(self.ddp, DistributedDataParallel) else self.ddp
+        model = self.ema.module if self.ema is not None else model
         subset = eval_subset(self.val_ds, cfg.eval.max_images)
         preds = predict_dataset(model, subset, device=self.device, precision=self.precision, dist=self.dist,
                                 batch_size=cfg.data.val_batch_size, num_workers=cfg.data.num_workers,
