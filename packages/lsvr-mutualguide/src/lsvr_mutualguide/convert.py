@@ -170,3 +170,35 @@ def convert_mutualguide_v1(state: dict[str, Tensor]) -> dict[str, Tensor]:
         if new in out:
             out[new] = out[new].flip(1)
     return out
+
+
+def convert_mutualguide_v2(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Map a MutualGuide v2 (HEAD) CSPDarknet + PAFPN state dict to lsvr names (``cspdarknet``, ``pafpn_v2``,
+    ``mutual_guide`` head with ``tower: true``).
+
+    ``backbone.*`` and ``neck.*`` keep their names except the context module's ``conv2.0`` / ``conv3.1``
+    (Sequentials with an upsample / a pooling) -> ``conv2`` / ``conv3``; ``loc.*`` / ``conf.*`` go under
+    ``head.``. The distillation branch ``dist.*`` (present in every HEAD checkpoint, used only by PDF-Distil
+    training, never by the detector) is left out; it is the only thing dropped.
+    The reference feeds RGB images (``HEAD:data/data_augment.py``), so no channel is reversed.
+
+    Raises:
+        ConversionError: lists every other key that does not map.
+    """
+    out: dict[str, Tensor] = {}
+    unmapped = []
+    for key, value in state.items():
+        if key.startswith("dist."):
+            continue
+        if re.fullmatch(r"(loc|conf)\.\d+\.(0\.(conv\.weight|bn\.\w+)|1\.(weight|bias))", key):
+            out["head." + key] = value
+        elif key.startswith("backbone."):
+            out[key] = value
+        elif key.startswith("neck."):
+            out[key.replace("ft_module.conv2.0.", "ft_module.conv2.").replace("ft_module.conv3.1.",
+                                                                                "ft_module.conv3.")] = value
+        else:
+            unmapped.append(key)
+    if unmapped:
+        raise ConversionError(f"mutualguide-v2: {len(unmapped)} unmapped keys: {', '.join(unmapped)}")
+    return out

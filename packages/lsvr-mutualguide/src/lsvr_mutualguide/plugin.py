@@ -21,6 +21,8 @@ def lsvr_backbones() -> list[ComponentSpec]:
                       "torchvision ShuffleNetV2 without the max-pool: stage3 @ 8, stage4 @ 16 (MutualGuide)"),
         ComponentSpec("backbone", "repvgg_a2", c.RepVGGConfig, f"{_P}.repvgg:build_repvgg_a2",
                       "RepVGG-A2, stage0 at stride 1, train/deploy re-parameterisation (MutualGuide)"),
+        ComponentSpec("backbone", "cspdarknet", c.CSPDarknetConfig, f"{_P}.cspdarknet:build_cspdarknet",
+                      "YOLOX CSPDarknet 0.5 / 0.75 / 1.0 (SiLU): c4 @ 16, c5 @ 32 (MutualGuide v2)"),
     ]
 
 
@@ -35,6 +37,8 @@ def lsvr_necks() -> list[ComponentSpec]:
                       "context module, top-down and bottom-up paths (MutualGuide)"),
         ComponentSpec("neck", "rfb", c.RFBNeckConfig, f"{_P}.rfb:build_rfb",
                       "RFBNet pyramid: RFB-a on fused c3/c4, RFB blocks to stride 64/128 (MutualGuide first commit)"),
+        ComponentSpec("neck", "pafpn_v2", c.PAFPNV2NeckConfig, f"{_P}.neck_v2:build_pafpn_v2",
+                      "MutualGuide v2 PAFPN: SiLU context module, bilinear top-down, bottom-up (strides 16-64)"),
     ]
 
 
@@ -70,7 +74,9 @@ def lsvr_losses() -> list[ComponentSpec]:
 @hookimpl
 def lsvr_weight_converters() -> list[ConverterSpec]:
     return [ConverterSpec("mutualguide-v1", f"{_P}.convert:convert_mutualguide_v1",
-                          "MutualGuide v1 released VOC/COCO checkpoints (a6fd618 Detector; a24bbe4 RFBNet)")]
+                          "MutualGuide v1 released VOC/COCO checkpoints (a6fd618 Detector; a24bbe4 RFBNet)"),
+            ConverterSpec("mutualguide-v2", f"{_P}.convert:convert_mutualguide_v2",
+                          "MutualGuide v2 (HEAD) CSPDarknet + PAFPN checkpoints (dist.* distillation layers left out)")]
 
 
 @hookimpl
