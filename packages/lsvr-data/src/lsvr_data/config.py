@@ -42,6 +42,10 @@ class PipelineConfig(BaseModel):
     fill: tuple[float, float, float] = Field(
         (123.0, 117.0, 104.0), description="ssd_aug: RGB fill of the expanded canvas (MutualGuide mean)"
     )
+    mg_v2_aug: bool = Field(
+        False, description="train only, needs resize: square: the MutualGuide v2 (HEAD) augmentation: pre-resize to "
+        "square_size, photometric distortion, combined crop/expand (p 0.75), flip, resize"
+    )
 
     @model_validator(mode="after")
     def _check_ranges(self) -> PipelineConfig:
@@ -49,6 +53,8 @@ class PipelineConfig(BaseModel):
             raise ValueError(f"short_side_range {self.short_side_range}: lo must be <= hi")
         if min(self.scale) <= 0:
             raise ValueError(f"scale {self.scale} must be positive")
+        if self.mg_v2_aug and (self.resize != "square" or self.ssd_aug):
+            raise ValueError("mg_v2_aug needs resize: square and ssd_aug: false")
         return self
 
 
