@@ -35,6 +35,10 @@ ROWS: dict[str, tuple[str, str]] = {
     "coco_vgg16_fpn_512": ("COCO val | VGG16 FPN MG 512", "AP 38.2 AP50 56.6 AP75 41.0"),
     "coco_vgg16_pafpn_512_baseline": ("COCO val | VGG16 PAFPN 512", "AP 38.5 AP50 57.6 AP75 41.0"),
     "coco_vgg16_pafpn_512": ("COCO val | VGG16 PAFPN MG 512", "AP 39.4 AP50 57.5 AP75 42.3"),
+    "coco_v2_cspdarknet_075_640": ("HEAD COCO val 640 | cspdarknet-0.75",
+                                   "AP 43.0 AP50 61.1 AP75 46.2 APs 24.2 APm 50.0 APl 59.9"),
+    "coco_v2_cspdarknet_050_640": ("HEAD COCO val 640 | cspdarknet-0.5",
+                                   "AP 40.4 AP50 58.4 AP75 43.3 APs 21.0 APm 46.4 APl 58.0"),
 }
 
 # recipes that are no README row: CPU smoke runs on ../shared/data and a size the README does not report
@@ -44,6 +48,9 @@ OTHER: dict[str, str] = {
     "coco_mini": "ShuffleNetV2 + FPN, MG v1, on ../shared/data/coco_mini (short CPU run)",
     "voc_sample_rfb": "ShuffleNetV2 + narrow RFB, MG v1, on ../shared/data/voc2012_sample (short CPU run)",
     "coco_mini_rfb": "ShuffleNetV2 + narrow RFB, MG v1, on ../shared/data/coco_mini (short CPU run)",
+    "coco_v2_cspdarknet_100_640": "MG v2 (HEAD) CSPDarknet-1.0 + PAFPN, COCO at 640 (no README number)",
+    "voc_sample_v2": "MG v2 CSPDarknet-0.5 + PAFPN v2 at 320, EMA, on ../shared/data/voc2012_sample (short CPU run)",
+    "coco_mini_v2": "MG v2 CSPDarknet-0.5 + PAFPN v2 at 320, EMA, on ../shared/data/coco_mini (short CPU run)",
     "voc_sample_mixup": "ShuffleNetV2 + FPN, MG v1 + MixUp, on ../shared/data/voc2012_sample (short CPU run)",
 }
 
