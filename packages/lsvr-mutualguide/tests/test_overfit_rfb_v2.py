@@ -3,6 +3,10 @@
 RFB: ShuffleNetV2 backbone (the reference pairs RFB with VGG16, too slow here) + a narrow ``rfb`` neck (reduce 32,
 levels 64/64/64/32) + the v1 head and assigner, 128 x 128, 40 iterations.
 
+v2: a CSPDarknet narrowed to width 0.25 (depth 0.33, as the 0.5 variant; the shipped widths are too slow here) +
+``pafpn_v2`` (64 channels, strides 16/32/64) + the tower head with the v2 assigner (dynamic top-k, soft IoU labels),
+Varifocal-like + Poly-1, Balanced L1 + SIoU losses and class-agnostic inference, 192 x 192, 40 iterations.
+
 The loop: full-batch AdamW with a one-cycle schedule, BatchNorm statistics re-estimated on the images, then
 lsvr-data's VOC evaluator on the same images (difficult objects ignored)."""
 
@@ -19,7 +23,9 @@ from lsvr_core.models.detector import Detector
 from lsvr_core.structures import collate
 from lsvr_mutualguide import config as c
 from lsvr_mutualguide.backbones import build_shufflenet_v2
+from lsvr_mutualguide.cspdarknet import CSPDarknet
 from lsvr_mutualguide.head import build_mutual_guide_head
+from lsvr_mutualguide.neck_v2 import build_pafpn_v2
 from lsvr_mutualguide.rfb import build_rfb
 
 
@@ -81,3 +87,20 @@ def test_overfit_rfb_eight_voc_images(voc_sample: Path) -> None:
     metrics, first, last = overfit(model, ds, batch, iterations=40, lr=5e-3)
     assert last < 0.2 * first
     assert metrics["voc/mAP50"] >= 0.8, metrics
+
+
+@pytest.mark.slow
+def test_overfit_v2_eight_voc_images(voc_sample: Path) -> None:
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    ds, batch = voc_batch(voc_sample, 192)
+    backbone = CSPDarknet(depth=0.33, width=0.25)
+    neck = build_pafpn_v2(c.PAFPNV2NeckConfig(out_channels=64), backbone.output_shape())
+    cfg = c.MutualGuideHeadConfig(anchor_base=48.0, tower=True, nms="agnostic", score_thresh=0.05,
+                                  assigner=c.MutualGuideAssignerConfig(variant="v2"),
+                                  loss_cls=c.VarifocalPolyLossConfig(), loss_iou=c.SIoULossConfig())
+    head = build_mutual_guide_head(cfg, neck.output_shape(), 20, "bbox")
+    model = Detector(backbone, neck, head, (123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
+    metrics, first, last = overfit(model, ds, batch, iterations=60, lr=4e-3)
+    assert last < 0.35 * first
+    assert metrics["voc/mAP50"] >= 0.65, metrics
