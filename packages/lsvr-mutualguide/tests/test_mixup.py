@@ -8,6 +8,7 @@ import torch
 
 from lsvr_core.api import ShapeSpec
 from lsvr_core.models.detector import Detector
+from lsvr_core.plugins import PluginManager
 from lsvr_core.structures import Batch, Targets
 from lsvr_mutualguide import config as c
 from lsvr_mutualguide.head import build_mutual_guide_head
@@ -39,7 +40,8 @@ def test_images_are_mixed_only_before_80_percent() -> None:
 def test_mixed_losses_are_the_lambda_mix_of_both_target_sets() -> None:
     torch.manual_seed(0)
     shape = {"p3": ShapeSpec(8, 8), "p4": ShapeSpec(8, 16)}
-    head = build_mutual_guide_head(c.MutualGuideHeadConfig(mixup=c.MixUpConfig()), shape, 3, "bbox")
+    head = build_mutual_guide_head(c.MutualGuideHeadConfig(mixup=c.MixUpConfig()), shape, 3, "bbox",
+                                   registry=PluginManager())
     features = {"p3": torch.randn(3, 8, 8, 8), "p4": torch.randn(3, 8, 4, 4)}
     base = make_batch(0.1)
     mixed = MixUpBatch(base.images, base.targets, 0.1, lam=0.3, index=torch.tensor([2, 0, 1]))

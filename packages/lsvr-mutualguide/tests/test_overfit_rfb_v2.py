@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from lsvr_core.models.detector import Detector
+from lsvr_core.plugins import PluginManager
 from lsvr_core.structures import collate
 from lsvr_mutualguide import config as c
 from lsvr_mutualguide.backbones import build_shufflenet_v2
@@ -82,7 +83,8 @@ def test_overfit_rfb_eight_voc_images(voc_sample: Path) -> None:
     ds, batch = voc_batch(voc_sample, 128)
     backbone = build_shufflenet_v2(c.ShuffleNetV2Config())
     neck = build_rfb(c.RFBNeckConfig(reduce_channels=32, level_channels=(64, 64, 64, 32)), backbone.output_shape())
-    head = build_mutual_guide_head(c.MutualGuideHeadConfig(), neck.output_shape(), 20, "bbox")
+    head = build_mutual_guide_head(c.MutualGuideHeadConfig(), neck.output_shape(), 20, "bbox",
+                                   registry=PluginManager())
     model = Detector(backbone, neck, head, (123.0, 117.0, 104.0), (1.0, 1.0, 1.0))
     metrics, first, last = overfit(model, ds, batch, iterations=40, lr=5e-3)
     assert last < 0.2 * first
@@ -99,7 +101,7 @@ def test_overfit_v2_eight_voc_images(voc_sample: Path) -> None:
     cfg = c.MutualGuideHeadConfig(anchor_base=48.0, tower=True, nms="agnostic", score_thresh=0.05,
                                   assigner=c.MutualGuideAssignerConfig(variant="v2"),
                                   loss_cls=c.VarifocalPolyLossConfig(), loss_iou=c.SIoULossConfig())
-    head = build_mutual_guide_head(cfg, neck.output_shape(), 20, "bbox")
+    head = build_mutual_guide_head(cfg, neck.output_shape(), 20, "bbox", registry=PluginManager())
     model = Detector(backbone, neck, head, (123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
     metrics, first, last = overfit(model, ds, batch, iterations=60, lr=4e-3)
     assert last < 0.35 * first

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from lsvr_core.api import ConfigError, ShapeSpec
+from lsvr_core.api import ConfigError, Registry, ShapeSpec
 from lsvr_mutualguide.config import CSPDarknetConfig
 
 VARIANTS = {"0.5": (0.33, 0.5), "0.75": (0.67, 0.75), "1.0": (1.0, 1.0)}  # width name -> (depth, width) multipliers
@@ -121,7 +121,7 @@ class CSPDarknet(nn.Module):
             module.requires_grad_(False)
 
 
-def build_cspdarknet(cfg: CSPDarknetConfig, *, registry: object = None) -> CSPDarknet:
+def build_cspdarknet(cfg: CSPDarknetConfig, *, registry: Registry | None = None) -> CSPDarknet:
     """Factory of the ``cspdarknet`` backbone.
 
     Raises:

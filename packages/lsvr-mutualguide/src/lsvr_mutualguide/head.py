@@ -12,12 +12,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from lsvr_core.api import Batch, ConfigError, Predictions, Registry, ShapeSpec, Targets
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, nms
 
-from lsvr_core.contracts import ShapeSpec
-from lsvr_core.errors import ConfigError
-from lsvr_core.structures import Batch, Predictions, Targets
 from lsvr_mutualguide.anchors import ANCHORS_PER_LOCATION, generate_anchors
 from lsvr_mutualguide.assigners import IGNORED, POSITIVE, Assignment
 from lsvr_mutualguide.box_coding import decode, encode
@@ -220,19 +218,17 @@ class MutualGuideHead(nn.Module):
 
 
 def build_mutual_guide_head(cfg: MutualGuideHeadConfig, input_shape: dict[str, ShapeSpec], num_classes: int,
-                            task: str, *, registry: Any = None) -> MutualGuideHead:
-    """Factory of the ``mutual_guide`` head; the assigner and losses are built through ``registry`` (the plugin
-    manager that builds the head; the global one when None, until every caller passes it).
+                            task: str, *, registry: Registry | None = None) -> MutualGuideHead:
+    """Factory of the ``mutual_guide`` head; the assigner and losses are built through ``registry``.
 
     Raises:
-        ConfigError: task other than ``bbox``.
+        ConfigError: a task other than ``bbox``, or no ``registry``.
     """
     if task != "bbox":
         raise ConfigError(f"head 'mutual_guide' supports task 'bbox' only, got task {task!r}")
     if registry is None:
-        from lsvr_core.plugins import get_plugin_manager
-
-        registry = get_plugin_manager()
+        raise ConfigError("model.head: the mutual_guide head builds its assigner and losses through registry= "
+                          "(the plugin manager building it); none was given")
     loss_iou = registry.build("loss", cfg.loss_iou) if cfg.loss_iou is not None else None
     return MutualGuideHead(
         input_shape, num_classes, registry.build("assigner", cfg.assigner), registry.build("loss", cfg.loss_cls),

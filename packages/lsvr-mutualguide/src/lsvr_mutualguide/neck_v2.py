@@ -20,7 +20,7 @@ import math
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lsvr_core.api import ConfigError, ShapeSpec
+from lsvr_core.api import ConfigError, Registry, ShapeSpec
 from lsvr_mutualguide.config import PAFPNV2NeckConfig
 
 
@@ -100,7 +100,7 @@ class PAFPNV2Neck(nn.Module):
         return dict(zip(self.output_shape(), maps, strict=True))
 
 
-def build_pafpn_v2(cfg: PAFPNV2NeckConfig, input_shape: dict[str, ShapeSpec], *, registry: object = None
+def build_pafpn_v2(cfg: PAFPNV2NeckConfig, input_shape: dict[str, ShapeSpec], *, registry: Registry | None = None
                    ) -> PAFPNV2Neck:
     """Factory of the ``pafpn_v2`` neck."""
     return PAFPNV2Neck(input_shape, cfg.in_levels, cfg.out_channels, cfg.num_levels)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lsvr_core.api import ConfigError, ShapeSpec
+from lsvr_core.api import ConfigError, Registry, ShapeSpec
 from lsvr_mutualguide.config import RFBNeckConfig
 
 Pair = int | tuple[int, int]
@@ -151,6 +151,6 @@ class RFBNeck(nn.Module):
         return dict(zip(self.output_shape(), maps, strict=True))
 
 
-def build_rfb(cfg: RFBNeckConfig, input_shape: dict[str, ShapeSpec], *, registry: object = None) -> RFBNeck:
+def build_rfb(cfg: RFBNeckConfig, input_shape: dict[str, ShapeSpec], *, registry: Registry | None = None) -> RFBNeck:
     """Factory of the ``rfb`` neck."""
     return RFBNeck(input_shape, cfg.in_levels, cfg.num_levels, cfg.reduce_channels, cfg.level_channels)
