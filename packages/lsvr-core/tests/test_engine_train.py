@@ -247,7 +247,8 @@ def test_ema_is_what_is_saved_and_evaluated_and_resume_restores_it(tmp_path, mgr
     from lsvr_core.engine.trainer import Trainer
 
     decay, tau = 0.9, 2.0
-    cfg = common.config(mgr, tmp_path / "run", schedule={"max_iters": 4}, runtime={"ema": {"decay": decay, "tau": tau}})
+    ema = {"decay": decay, "tau": tau}
+    cfg = common.config(mgr, tmp_path / "run", schedule={"max_iters": 4}, runtime={"ema": ema})
     trainer = Trainer(cfg, mgr, dist=DistInfo(), device=torch.device("cpu"))
     name = next(n for n, p in trainer.model.named_parameters() if p.ndim > 1)
     raw = []
@@ -267,7 +268,7 @@ def test_ema_is_what_is_saved_and_evaluated_and_resume_restores_it(tmp_path, mgr
     torch.testing.assert_close(ckpt["model_raw"][name], raw[-1])
     assert not torch.allclose(expected, raw[-1])
     torch.testing.assert_close(evaluated[-1], expected)
-    cfg2 = common.config(mgr, tmp_path / "run", schedule={"max_iters": 6}, runtime={"ema": {"decay": decay, "tau": tau}})
+    cfg2 = common.config(mgr, tmp_path / "run", schedule={"max_iters": 6}, runtime={"ema": ema})
     resumed = Trainer(cfg2, mgr, dist=DistInfo(), device=torch.device("cpu"), resume="auto")
     assert int(resumed.ema.n_averaged) == 4
     torch.testing.assert_close(resumed.ema.module.state_dict()[name], expected)

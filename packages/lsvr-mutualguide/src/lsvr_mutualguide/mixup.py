@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
-
 from lsvr_core.api import Batch
+from torch import Tensor
 
 
 @dataclass
