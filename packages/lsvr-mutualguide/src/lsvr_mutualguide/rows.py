@@ -39,6 +39,8 @@ ROWS: dict[str, tuple[str, str]] = {
                                    "AP 43.0 AP50 61.1 AP75 46.2 APs 24.2 APm 50.0 APl 59.9"),
     "coco_v2_cspdarknet_050_640": ("HEAD COCO val 640 | cspdarknet-0.5",
                                    "AP 40.4 AP50 58.4 AP75 43.3 APs 21.0 APm 46.4 APl 58.0"),
+    "coco_v2_resnet18_640": ("HEAD COCO val 640 | resnet18",
+                             "AP 40.4 AP50 58.5 AP75 43.3 APs 19.9 APm 46.5 APl 58.9 (ImageNet init, not SWSL)"),
 }
 
 # recipes that are no README row: CPU smoke runs on ../shared/data and a size the README does not report
