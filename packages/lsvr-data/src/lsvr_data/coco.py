@@ -3,6 +3,8 @@
 Category ids map to contiguous labels in increasing id order (``label_to_cat_id`` maps back). Crowd
 annotations are kept with ``iscrowd=True``. Parsing rules follow LSNet spec §7.2 (mmdet ``_parse_ann_info``:
 boxes with w or h < 1 px or no overlap with the image are dropped) with the ``on_bad_annotation`` policy.
+``annotation_rules: mutualguide`` applies the MutualGuide v1 reader on top (:func:`mutualguide_keeps`; crowd
+boxes become ordinary objects).
 """
 
 from __future__ import annotations
@@ -58,6 +60,22 @@ def quiet_coco(source: Path | dict) -> Any:
         return COCO(str(source))
 
 
+def mutualguide_keeps(bbox: list[float], area: float, width: int, height: int) -> bool:
+    """The MutualGuide v1 COCO box filter (``V1:data/coco.py:150-161``; spec §5 "COCO drops boxes of 6 px or
+    less").
+
+    The box ``[x, y, w, h]`` (pixels) is clipped in the reference's inclusive pixel convention,
+    x1 = max(0, x), x2 = min(W - 1, x1 + max(0, w - 1)) (and likewise in y), and kept iff ``area > 0`` and
+    both x2 - x1 and y2 - y1 exceed 6 px. Only the decision is taken from the reference: kept boxes keep
+    lsvr's continuous xyxy coordinates.
+    """
+    x, y, w, h = (float(v) for v in bbox)
+    x1, y1 = max(0.0, x), max(0.0, y)
+    x2 = min(width - 1.0, x1 + max(0.0, w - 1.0))
+    y2 = min(height - 1.0, y1 + max(0.0, h - 1.0))
+    return float(area) > 0 and (x2 - x1) > 6 and (y2 - y1) > 6
+
+
 class CocoDataset(DetectionDataset):
     """COCO images with boxes, crowd flags, polygons/RLE and (pose tasks) 17 keypoints.
 
@@ -93,6 +111,7 @@ class CocoDataset(DetectionDataset):
         self.label_to_cat_id = [int(c["id"]) for c in cats]
         self.cat_id_to_label = {cid: i for i, cid in enumerate(self.label_to_cat_id)}
         self.bad = BadAnnotations(cfg.on_bad_annotation)
+        self.annotation_rules = cfg.annotation_rules
         records = self._parse(data, task)
         if cfg.check_images:
             records = self._check_files(records)
@@ -123,9 +142,15 @@ class CocoDataset(DetectionDataset):
     # --- parsing ----------------------------------------------------------------------------------------
 
     def _parse(self, data: dict, task: str) -> list[ImageRecord]:
+        """Records of the usable annotations; ``annotation_rules: mutualguide`` then drops what the MutualGuide
+        reader drops (training only: evaluation scores :func:`gt_dict`, built from :meth:`usable_annotations`)."""
         pose = task.startswith("pose")
-        return [self._record(image_id, file_name, h, w, anns, pose)
-                for image_id, (file_name, h, w, anns) in self.usable_annotations(data, task).items()]
+        records = []
+        for image_id, (file_name, h, w, anns) in self.usable_annotations(data, task).items():
+            if self.annotation_rules == "mutualguide":
+                anns = [a for a in anns if mutualguide_keeps(a["bbox"], a.get("area", 1.0), w, h)]
+            records.append(self._record(image_id, file_name, h, w, anns, pose))
+        return records
 
     def usable_annotations(self, data: dict, task: str) -> dict[int, tuple[str, int, int, list[dict]]]:
         """``{image id: (file_name, height, width, [annotations that pass the checks])}`` of a COCO dict.
@@ -211,7 +236,8 @@ class CocoDataset(DetectionDataset):
         return ImageRecord(
             image_id=image_id, file=self.img_dir / file_name, height=h, width=w, boxes=boxes,
             labels=np.array([self.cat_id_to_label[a["category_id"]] for a in anns], dtype=np.int64),
-            iscrowd=np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool),
+            iscrowd=np.array([bool(a.get("iscrowd", 0)) and self.annotation_rules != "mutualguide" for a in anns],
+                             dtype=bool),  # the MutualGuide reader trains on crowd boxes as objects
             ann_ids=np.array([int(a.get("id", -1)) for a in anns], dtype=np.int64),
             segms=[a.get("segmentation") for a in anns],
             keypoints=np.array([a["keypoints"] for a in anns], dtype=np.float32).reshape(n, 17, 3) if pose else None,

@@ -41,6 +41,10 @@ class PipelineConfig(BaseModel):
     fill: tuple[float, float, float] = Field(
         (123.0, 117.0, 104.0), description="ssd_aug: RGB fill of the expanded canvas (MutualGuide mean)"
     )
+    mg_v2_aug: bool = Field(
+        False, description="train only, needs resize: square: the MutualGuide v2 (HEAD) augmentation: pre-resize to "
+        "square_size, photometric distortion, combined crop/expand (p 0.75), flip, resize"
+    )
 
     @model_validator(mode="after")
     def _check_ranges(self) -> PipelineConfig:
@@ -50,6 +54,8 @@ class PipelineConfig(BaseModel):
             raise ValueError(f"scale {self.scale} must be positive pixel sizes <= 16384")
         if self.short_side_range is not None and not 0 < self.short_side_range[0] <= self.short_side_range[1] <= 16384:
             raise ValueError(f"short_side_range {self.short_side_range} must be pixel sizes in (0, 16384]")
+        if self.mg_v2_aug and (self.resize != "square" or self.ssd_aug):
+            raise ValueError("mg_v2_aug needs resize: square and ssd_aug: false")
         return self
 
 
@@ -83,6 +89,12 @@ class CocoDatasetConfig(_DatasetCommon):
     ann_file: str | None = None
     img_dir: str | None = None
     check_images: bool = Field(True, description="check at start-up that every image file exists")
+    annotation_rules: Literal["mmdet", "mutualguide"] = Field(
+        "mmdet",
+        description="'mmdet': crowd boxes kept as crowd regions, boxes under 1 px dropped; 'mutualguide' (the "
+        "MutualGuide v1 reader, spec §5): crowd boxes become ordinary objects of their class and boxes whose "
+        "clipped inclusive width or height is 6 px or less are dropped",
+    )
 
 
 class VocDatasetConfig(_DatasetCommon):

@@ -57,6 +57,7 @@ class OptimSection(Section):
     type: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.01, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = Field(False, description="sgd: Nesterov momentum")
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = Field(1e-4, ge=0)
     no_decay_norm_bias: bool = False
@@ -76,6 +77,14 @@ class ScheduleSection(Section):
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine floor as a fraction of lr")
 
 
+class EMASection(Section):
+    """Exponential moving average of the weights (:mod:`lsvr_core.engine.ema`): the averaged weights are what
+    is evaluated and saved as ``model``."""
+
+    decay: float = Field(0.9998, gt=0, lt=1, description="decay after the ramp-up")
+    tau: float = Field(2000.0, gt=0, description="ramp-up: decay * (1 - exp(-updates / tau))")
+
+
 class RuntimeSection(Section):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps|xpu(:\d+)?)$",
                         description="'auto', 'cpu', 'cuda' or 'cuda:N' (also 'mps', 'xpu', 'xpu:N')")
@@ -86,6 +95,7 @@ class RuntimeSection(Section):
     channels_last: bool = False
     checkpoint_interval: int = Field(1, gt=0, description="epochs between numbered checkpoints")
     threads: int | None = Field(None, gt=0, le=1024, description="torch CPU threads (default: torch's choice)")
+    ema: EMASection | None = Field(None, description="keep an EMA of the weights (evaluated and saved)")
 
 
 class EvalSection(Section):

@@ -24,6 +24,7 @@ from lsvr_core.engine import distributed as D
 from lsvr_core.engine.build import build_dataset, build_evaluator, build_model, check_batch_size, setup_runtime
 from lsvr_core.engine.corrupt import SkipLog, take_skipped
 from lsvr_core.engine.data import GroupedBatchSampler, SeededDataset, shutdown_workers, train_loader
+from lsvr_core.engine.ema import build_ema
 from lsvr_core.engine.emergency import write_emergency
 from lsvr_core.engine.evaluate import draw_samples, eval_subset, predict_dataset, score
 from lsvr_core.engine.optim import build_optimizer, grad_norm_params, resolve_precision
@@ -89,6 +90,7 @@ class Trainer:
             C.load_weights(model, cfg.model.init_from, self.log, min_fraction=cfg.model.init_from_min_fraction,
                            strict=cfg.model.init_from_strict)
         self.model = model
+        self.ema = build_ema(model, cfg.runtime.ema.decay, cfg.runtime.ema.tau) if cfg.runtime.ema else None
         self.optimizer = build_optimizer(model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, self.iters_per_epoch, self.total_iters)
         self.scaler = self.precision.grad_scaler()
@@ -111,7 +113,11 @@ class Trainer:
         path = Path(resume)  # "auto" was resolved by select_run_dir
         ckpt = C.load(path)
         C.check_resumable(ckpt, path)
-        C.load_model_state(self.model, C.model_state(ckpt, path), path)
+        # with runtime.ema, "model" holds the averaged weights and "model_raw" the trained ones
+        raw = {"model": ckpt["model_raw"]} if "model_raw" in ckpt else ckpt
+        C.load_model_state(self.model, C.model_state(raw, path), path)
+        if self.ema is not None and "ema" in ckpt:
+            self.ema.load_state_dict(ckpt["ema"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -124,6 +130,12 @@ class Trainer:
         return True
 
     def _state(self) -> dict[str, Any]:
+        if self.ema is not None:  # the averaged weights are the run's weights; the trained ones resume it
+            return {**self._train_state(), "model": self.ema.module.state_dict(),
+                    "model_raw": self.model.state_dict(), "ema": self.ema.state_dict()}
+        return self._train_state()
+
+    def _train_state(self) -> dict[str, Any]:
         return {
             "format": C.FORMAT, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "epoch": self.epoch,
@@ -235,6 +247,7 @@ class Trainer:
     def _step(self, batch: Any) -> bool:
         """One optimisation step; returns True when some rank asked to stop (after this step)."""
         batch = batch.to(self.device)
+        batch.progress = self.iter / max(self.total_iters, 1)
         if self.cfg.runtime.channels_last:
             batch.images = batch.images.contiguous(memory_format=torch.channels_last)
         with self.precision.autocast():
@@ -258,6 +271,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(list(grad_norm_params(self.optimizer)), self.cfg.optim.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         self.scheduler.step()
         return reduced[-1] > 0
 
@@ -300,6 +315,7 @@ class Trainer:
         cfg = self.cfg
         t0 = time.perf_counter()
         model = self.ddp.module if isinstance(self.ddp, DistributedDataParallel) else self.ddp
+        model = self.ema.module if self.ema is not None else model
         subset = eval_subset(self.val_ds, cfg.eval.max_images)
         preds = predict_dataset(model, subset, device=self.device, precision=self.precision, dist=self.dist,
                                 batch_size=cfg.data.val_batch_size, num_workers=cfg.data.num_workers,
