@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel
 
 from lsvr_core.config.checks import check_run_config
+from lsvr_core.config.defaults import fill_component_defaults
 from lsvr_core.config.loader import apply_overrides, deep_merge, load_raw, validate
 from lsvr_core.config.resolve import Resolver
 from lsvr_core.config.sections import RunConfigBase
@@ -58,8 +59,9 @@ def load_config(ref: str | Path, manager: PluginManager, overrides: Sequence[str
             failed cross-section check (:mod:`lsvr_core.config.checks`); the message names the file and the
             dotted path of each problem.
     """
-    data = apply_overrides(load_raw(ref, manager), overrides)
-    cfg = validate(data, build_config_model(manager), str(ref))
+    model = build_config_model(manager)
+    data = fill_component_defaults(apply_overrides(load_raw(ref, manager), overrides), model)
+    cfg = validate(data, model, str(ref))
     return check_run_config(cfg, manager, str(ref))
 
 
