@@ -100,7 +100,8 @@ def test_data_check_decodes_every_image_and_lists_bad_annotations(tmp_path, caps
     png = tmp_path / "img" / "002.png"
     png.write_bytes(png.read_bytes()[:40])  # truncated
     section = {"type": "coco", "root": str(tmp_path), "ann_file": "ann.json", "img_dir": "img"}
-    cfg = {"model": {"num_classes": 2, "backbone": {"type": "resnet", "depth": 18}, "head": {"type": "fcos"}},
+    cfg = {"model": {"num_classes": 2, "backbone": {"type": "resnet", "depth": 18}, "neck": {"type": "fpn"},
+                     "head": {"type": "fcos"}},  # fcos reads p3..p7: without the neck, validate rejects it
            "data": {"train": section, "val": section}}
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
