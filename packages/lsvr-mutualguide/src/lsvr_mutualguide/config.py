@@ -60,6 +60,9 @@ class CSPDarknetConfig(BackboneConfig):
     weights: str | None = Field(None, description="YOLOX checkpoint (yolox_s / m / l .pth) whose backbone to load")
     freeze_stem: bool = Field(True, description="with weights: freeze stem and dark2 parameters (the reference)")
 
+    def output_strides(self) -> dict[str, int]:
+        return {"c4": 16, "c5": 32}
+
 
 # --- necks (§2 "Necks") ------------------------------------------------------------------------------------
 
@@ -95,6 +98,14 @@ class PAFPNNeckConfig(_MGNeckConfig):
     type: Literal["pafpn"] = "pafpn"
 
 
+def _pyramid(first: str, num_levels: int, inputs: dict[str, int]) -> dict[str, int] | None:
+    """``num_levels`` levels from ``first``'s stride, doubling, named by log2(stride) (what ``lsvr validate``
+    checks the head's levels against)."""
+    if first not in inputs:
+        return None
+    return {f"p{(inputs[first] * 2**k).bit_length() - 1}": inputs[first] * 2**k for k in range(num_levels)}
+
+
 class RFBNeckConfig(NeckConfig):
     """The RFBNet pyramid of the first commit (``rfb``): reduce + RFB-a at stride 8, RFB blocks on c4 and below."""
 
@@ -106,6 +117,9 @@ class RFBNeckConfig(NeckConfig):
         (512, 512, 512, 256, 256), description="output channels of each level, finest first (the reference's)"
     )
 
+    def output_strides(self, inputs: dict[str, int]) -> dict[str, int] | None:
+        return _pyramid(self.in_levels[0], self.num_levels, inputs)
+
 
 class PAFPNV2NeckConfig(NeckConfig):
     """The v2 (HEAD) PAFPN: SiLU context module, bilinear top-down, bottom-up (§7 "Architecture")."""
@@ -114,6 +128,9 @@ class PAFPNV2NeckConfig(NeckConfig):
     out_channels: int = Field(256, gt=0, description="fea_channel: 256 (128 for the depthwise variants)")
     num_levels: int = Field(3, ge=2, le=6, description="3 levels up to 640 px, 4 above (strides 16, 32, 64, 128)")
     in_levels: tuple[str, str] = Field(("c4", "c5"), description="backbone maps at strides 16 and 32")
+
+    def output_strides(self, inputs: dict[str, int]) -> dict[str, int] | None:
+        return _pyramid(self.in_levels[0], self.num_levels, inputs)
 
 
 # --- assigners (§3, §7) ------------------------------------------------------------------------------------
