@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 
@@ -144,7 +144,7 @@ class PluginManager:
         for impl in self.pm.hook.lsvr_recipes.get_hookimpls():
             record = self.records[impl.plugin_name]
             try:
-                recipes = list(impl.function() or [])
+                recipes: list[RecipeSpec] = list(cast(Iterable[RecipeSpec], impl.function() or []))
             except Exception as err:
                 record.status, record.error = "failed", f"lsvr_recipes(): {_format_import_error(err)}"
                 continue
@@ -160,17 +160,17 @@ class PluginManager:
         for impl in self.pm.hook.lsvr_weight_converters.get_hookimpls():
             record = self.records[impl.plugin_name]
             try:
-                converters = list(impl.function() or [])
+                converters: list[ConverterSpec] = list(cast(Iterable[ConverterSpec], impl.function() or []))
             except Exception as err:
                 record.status, record.error = "failed", f"lsvr_weight_converters(): {_format_import_error(err)}"
                 continue
             for conv in converters:
                 conv = _with_origin(conv, record)
-                other = self._converters.get(conv.name)
-                if other is not None:
+                other_conv = self._converters.get(conv.name)
+                if other_conv is not None:
                     raise PluginError(
-                        f"weight converter {conv.name!r} is registered twice: by {other.distribution} "
-                        f"(plugin {other.plugin!r}) and by {conv.distribution} (plugin {conv.plugin!r})"
+                        f"weight converter {conv.name!r} is registered twice: by {other_conv.distribution} "
+                        f"(plugin {other_conv.plugin!r}) and by {conv.distribution} (plugin {conv.plugin!r})"
                     )
                 self._converters[conv.name] = conv
 
