@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lsvr_core.structures import Predictions
 
+from lsvr_core.structures import Predictions
 from lsvr_data.coco import quiet_coco
 from lsvr_data.coco_eval import build_coco_evaluator
 from lsvr_data.config import CocoEvaluatorConfig

@@ -19,8 +19,8 @@ import random
 
 import pytest
 import torch
-from lsvr_core.structures import Predictions, Targets
 
+from lsvr_core.structures import Predictions, Targets
 from lsvr_data.config import VocEvaluatorConfig
 from lsvr_data.voc_eval import build_voc_evaluator
 

@@ -1,7 +1,7 @@
 """End to end through the engine: ``lsnet:demo`` shrunk to a few tiny images trains (finite, decreasing losses),
 evaluates with pycocotools (every COCO metric written to metrics.jsonl) and draws predictions; the other tasks
 train a few iterations on synthetic data and report their metrics. How well LSNet learns is asserted by the
-learning-floor tests (test_learning_floor.py), not here: these schedules are too short for an AP floor."""
+learning-floor tests (test_lsnet_learning_floor.py), not here: these schedules are too short for an AP floor."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from lsvr_core.api import RunInfo, hookimpl
 from lsvr_core.config import load_config
 from lsvr_core.engine import api

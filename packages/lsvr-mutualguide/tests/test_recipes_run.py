@@ -1,7 +1,7 @@
 """``lsvr run mutualguide:voc_sample`` / ``coco_mini`` train and evaluate on the real data (capped to a few
 iterations and images): finite losses at both steps, the evaluation of the 8 capped images, every VOC / COCO
 metric in ``metrics.jsonl``, a checkpoint. Two iterations teach nothing: how well MutualGuide learns is asserted
-by the learning-floor test (test_learning_floor.py)."""
+by the learning-floor test (test_mutualguide_learning_floor.py)."""
 
 from __future__ import annotations
 
