@@ -68,17 +68,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     _GPU_TESTS.update(item.nodeid for item in items if item.get_closest_marker("gpu") is not None)
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+def _record_skip(report: pytest.TestReport | pytest.CollectReport, when: str) -> None:
     out = os.environ.get("LSVR_SKIP_REPORT")
     if not out or not report.skipped or hasattr(report, "wasxfail"):
         return
     longrepr = report.longrepr
     reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
     reason = reason.removeprefix("Skipped: ")
-    record = {"nodeid": report.nodeid, "when": report.when, "reason": reason,
-              "gpu_marker": report.nodeid in _GPU_TESTS}
+    record = {"nodeid": report.nodeid, "when": when, "reason": reason, "gpu_marker": report.nodeid in _GPU_TESTS}
     with open(out, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _record_skip(report, report.when)
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """A whole module skipped at import (``pytest.importorskip`` at module level) is a skip too."""
+    _record_skip(report, "collect")
 
 
 @pytest.fixture(autouse=True)
