@@ -11,6 +11,6 @@ echo "== mypy"
 mypy || rc=1
 if grep -q '^\[tool\.importlinter\]' pyproject.toml; then
   echo "== lint-imports"
-  lint-imports || rc=1
+  lint-imports --no-cache || rc=1
 fi
 exit "$rc"
