@@ -7,7 +7,8 @@ synthetic 96 x 96 images with 1-3 shapes each and their instance masks, no augme
 AdamW steps, one-cycle, peak lr 2e-3, seed 0; scored by the coco evaluator (pycocotools) on the same images.
 
 Measured (torch 2.14.1 CPU, 1 thread): bbox AP 0.626 (AP50 0.904), segm AP 0.526 (AP50 0.904), about 27
-CPU-seconds. Floors: bbox AP >= 0.4, segm AP >= 0.35.
+CPU-seconds. Floors: bbox AP >= 0.5, segm AP >= 0.42 (the backbone's outputs with x and y swapped score
+0.447 and 0.341).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import pytest
 
 from lsvr_core.testing.floors import fit_and_score
 
-FLOOR_BBOX_AP = 0.4
-FLOOR_SEGM_AP = 0.35
+FLOOR_BBOX_AP = 0.5
+FLOOR_SEGM_AP = 0.42
 
 
 def synthetic() -> dict:
