@@ -11,6 +11,8 @@ from lsvr_core.testing.suites import check_assigner, check_head, check_loss
 from lsvr_lsnet.config import ATSSAssignerConfig, CentroidAssignerConfig, CrossIoULossConfig, LSNetHeadConfig
 from lsvr_lsnet.encoding import encode_cross_targets
 
+from lsvr_data.fields import CONTOURS, EXTREME_POINTS
+
 SHAPE = {f"p{lv}": ShapeSpec(32, 2**lv) for lv in range(3, 8)}
 
 
@@ -18,7 +20,8 @@ SHAPE = {f"p{lv}": ShapeSpec(32, 2**lv) for lv in range(3, 8)}
 def test_head_conformance(task: str) -> None:
     cfg = LSNetHeadConfig(feat_channels=32, norm_groups=8, stacked_convs=1, conv_module="plain", score_thr=0.0)
     num_classes = 1 if task.startswith("pose") else 3
-    check_head(get_plugin_manager().get("head", "lsnet"), cfg, SHAPE, num_classes=num_classes, task=task)
+    check_head(get_plugin_manager().get("head", "lsnet"), cfg, SHAPE, num_classes=num_classes, task=task,
+               extra_fields=(EXTREME_POINTS, CONTOURS))
 
 
 def test_assigner_conformance() -> None:
@@ -43,7 +46,7 @@ def test_loss_conformance(loss_type: str) -> None:
     boxes = torch.cat([lm.amin(1), lm.amax(1)], dim=1)
     cfg = CrossIoULossConfig(loss_type=loss_type, loss_weight=2.0)
     spec = get_plugin_manager().get("loss", "cross_iou")
-    check_loss(lambda c: _Bound(spec.load()(c), anchors, boxes), cfg, (pred, offsets),
+    check_loss(lambda c, registry=None: _Bound(spec.load()(c, registry=registry), anchors, boxes), cfg, (pred, offsets),
                empty_inputs=(pred[:0], offsets[:0]))
 
 

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from lsvr_core.api import DataError, Predictions, Registry
 
-from lsvr_core.errors import DataError
-from lsvr_core.structures import Predictions
 from lsvr_data.config import VocEvaluatorConfig
 
 log = logging.getLogger("lsvr_data")
@@ -134,8 +133,9 @@ class VocEvaluator:
         for image_id in sorted(self.image_ids):
             t = self.dataset.targets(self.dataset.index_of(image_id))
             ignore = t.iscrowd.numpy().copy()
-            if t.difficult is not None:
-                ignore |= t.difficult.numpy()
+            difficult = t.extras.get("difficult")
+            if difficult is not None:
+                ignore |= difficult.numpy()
             labels, boxes = t.labels.numpy(), t.boxes.numpy()
             for c in range(len(self.dataset.classes)):
                 sel = labels == c
@@ -162,7 +162,8 @@ class VocEvaluator:
         return metrics
 
 
-def build_voc_evaluator(cfg: VocEvaluatorConfig, *, dataset: Any, task: str) -> VocEvaluator:
+def build_voc_evaluator(cfg: VocEvaluatorConfig, *, dataset: Any, task: str,
+                        registry: Registry | None = None) -> VocEvaluator:
     """Evaluator factory (boxes only; ``task`` is not used)."""
     del task
     return VocEvaluator(dataset, use_07_metric=cfg.use_07_metric, per_class=cfg.per_class)
