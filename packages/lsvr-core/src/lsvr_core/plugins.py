@@ -181,7 +181,7 @@ class PluginManager:
         for impl in self.pm.hook.lsvr_target_fields.get_hookimpls():
             record = self.records[impl.plugin_name]
             try:
-                specs = list(impl.function() or [])
+                specs = list(cast(Iterable[TargetFieldSpec], impl.function() or []))
             except Exception as err:
                 record.status, record.error = "failed", f"lsvr_target_fields(): {_format_import_error(err)}"
                 continue
