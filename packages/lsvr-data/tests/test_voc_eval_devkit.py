@@ -22,6 +22,7 @@ import torch
 
 from lsvr_core.structures import Predictions, Targets
 from lsvr_data.config import VocEvaluatorConfig
+from lsvr_data.fields import DIFFICULT
 from lsvr_data.voc_eval import build_voc_evaluator
 
 CLASSES = ["cat", "dog", "bird"]
@@ -100,9 +101,10 @@ class ListDataset:
         image_id = self.image_ids[index]
         mine = [g for g in self.gts if g[0] == image_id]
         boxes = torch.tensor([[b[0] - 1, b[1] - 1, b[2], b[3]] for _, _, b, _ in mine], dtype=torch.float64)
-        return Targets(boxes.reshape(-1, 4), torch.tensor([c for _, c, _, _ in mine], dtype=torch.int64), image_id,
-                       (500, 500), (500, 500), iscrowd=torch.zeros(len(mine), dtype=torch.bool),
-                       difficult=torch.tensor([d for *_, d in mine], dtype=torch.bool))
+        t = Targets(boxes.reshape(-1, 4), torch.tensor([c for _, c, _, _ in mine], dtype=torch.int64), image_id,
+                    (500, 500), (500, 500), iscrowd=torch.zeros(len(mine), dtype=torch.bool))
+        t.extras.add(DIFFICULT, torch.tensor([d for *_, d in mine], dtype=torch.bool))
+        return t
 
 
 def lsvr_metrics(gts: list, dets: list, image_ids: list[int], voc2007: bool) -> dict[str, float]:
