@@ -1,7 +1,8 @@
-"""``lsvr run mutualguide:voc_sample`` / ``coco_mini`` train and evaluate on the real data (capped to a few
-iterations and images): finite losses at both steps, the evaluation of the 8 capped images, every VOC / COCO
-metric in ``metrics.jsonl``, a checkpoint. Two iterations teach nothing: how well MutualGuide learns is asserted
-by the learning-floor test (test_mutualguide_learning_floor.py)."""
+"""``lsvr run mutualguide:voc_sample`` / ``coco_mini`` and the RFB, MixUp and v2 (EMA) smoke recipes train and
+evaluate on the real data (capped to a few iterations and images): finite losses at both steps, the evaluation
+of the 8 capped images, every VOC / COCO metric in ``metrics.jsonl``, a checkpoint. Two iterations teach
+nothing: how well MutualGuide learns is asserted by the learning-floor test
+(test_mutualguide_learning_floor.py)."""
 
 from __future__ import annotations
 
@@ -15,17 +16,18 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
+COCO_KEYS = {f"bbox/{k}" for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm",
+                                    "ARl")}
+VOC_KEYS = {"voc/mAP50", "voc/mAP75", "voc/mAP"}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe,keys", [
-    ("voc_sample", {"voc/mAP50", "voc/mAP75", "voc/mAP"}),
-    ("coco_mini", {f"bbox/{k}" for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs",
-                                         "ARm", "ARl")}),
-])
+@pytest.mark.parametrize("recipe,keys", [("voc_sample", VOC_KEYS), ("coco_mini", COCO_KEYS),
+                                         ("voc_sample_rfb", VOC_KEYS), ("voc_sample_mixup", VOC_KEYS),
+                                         ("coco_mini_v2", COCO_KEYS)])
 def test_recipe_trains_and_evaluates(recipe: str, keys: set[str], request: pytest.FixtureRequest,
                                      tmp_path: Path) -> None:
-    data_root = request.getfixturevalue("voc_sample" if recipe == "voc_sample" else "coco_mini")
+    data_root = request.getfixturevalue("voc_sample" if recipe.startswith("voc_sample") else "coco_mini")
     cmd = [sys.executable, "-m", "lsvr_core.cli.main", "run", f"mutualguide:{recipe}",
            "-o", f"data.root={data_root}", "-o", f"runtime.work_dir={tmp_path}", "-o", "runtime.threads=1",
            "-o", "runtime.device=cpu", "-o", "schedule.epochs=1", "-o", "schedule.max_iters=2",

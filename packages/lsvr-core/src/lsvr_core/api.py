@@ -42,6 +42,7 @@ from lsvr_core.specs import (
 
 if TYPE_CHECKING:  # the lazily loaded names, for type checkers and IDEs
     from lsvr_core.builtin.configs import FocalLossConfig, GIoULossConfig, L1LossConfig, SmoothL1LossConfig
+    from lsvr_core.config import load_config
     from lsvr_core.field_geometry import ExtraFields, field_affine, field_clip, field_hflip, field_select
     from lsvr_core.models.losses import weight_reduce
     from lsvr_core.models.norm import batch_norm_layer, group_norm_layer, set_batch_norm_eval
@@ -87,6 +88,8 @@ _LAZY: dict[str, str] = {
     "batch_norm_layer": "lsvr_core.models.norm",
     "group_norm_layer": "lsvr_core.models.norm",
     "set_batch_norm_eval": "lsvr_core.models.norm",
+    # reading run configs (torch-free; plugin commands such as `lsvr data check`)
+    "load_config": "lsvr_core.config",
     # conformance suites and synthetic inputs for plugin tests (torch)
     "assert_gradients": "lsvr_core.testing",
     "check_assigner": "lsvr_core.testing",

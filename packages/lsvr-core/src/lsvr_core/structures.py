@@ -206,10 +206,14 @@ class Batch:
     Attributes:
         images: (B, 3, H, W) float32 RGB in [0, 255], zero-padded to a multiple of the size divisor.
         targets: per image :class:`Targets` (ground truth and metadata, input frame).
+        progress: fraction of the run's iterations done before this batch, in [0, 1), set by the trainer for
+            training steps (None elsewhere); lets training-batch transforms follow the schedule (e.g. MixUp
+            for the first 80 % of iterations).
     """
 
     images: Tensor
     targets: list[Targets]
+    progress: float | None = None
 
     @property
     def image_sizes(self) -> list[tuple[int, int]]:
@@ -217,7 +221,7 @@ class Batch:
         return [t.image_size for t in self.targets]
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(self.images.to(device, non_blocking=True), [t.to(device) for t in self.targets])
+        return Batch(self.images.to(device, non_blocking=True), [t.to(device) for t in self.targets], self.progress)
 
 
 def collate(samples: list[tuple[Tensor, Targets]], size_divisor: int = 32) -> Batch:

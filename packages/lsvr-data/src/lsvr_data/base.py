@@ -10,6 +10,7 @@ of loading; before that the seed is drawn from torch's global RNG (which DataLoa
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -41,8 +42,8 @@ def resolve(root: Path, path: str | Path) -> Path:
     return p if p.is_absolute() else Path(root) / p
 
 
-def read_image(path: Path, image_id: int) -> Tensor:
-    """Decode an image file to (3, H, W) uint8 RGB.
+def read_image(path: Path, image_id: int, exif: bool = False) -> Tensor:
+    """Decode an image file to (3, H, W) uint8 RGB (``exif``: apply the EXIF orientation tag).
 
     Raises:
         DataError: the file is missing or cannot be decoded (names the file and image id).
@@ -50,7 +51,7 @@ def read_image(path: Path, image_id: int) -> Tensor:
     try:
         with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders in favour of TorchCodec
             warnings.simplefilter("ignore", DeprecationWarning)
-            return decode_image(str(path), mode=ImageReadMode.RGB)
+            return decode_image(str(path), mode=ImageReadMode.RGB, apply_exif_orientation=exif)
     except (RuntimeError, OSError, ValueError) as err:
         reason = "file not found" if not path.exists() else f"cannot decode ({err})"
         raise DataError(f"image {path} (image id {image_id}): {reason}") from None
@@ -142,12 +143,24 @@ class DetectionDataset(torch.utils.data.Dataset):
         """(3, H, W) uint8 RGB of a record (subclasses that generate images override this)."""
         assert record.file is not None
         image = read_image(record.file, record.image_id)
-        if tuple(image.shape[-2:]) != (record.height, record.width):
-            raise DataError(
-                f"image {record.file} (image id {record.image_id}) is {image.shape[-1]}x{image.shape[-2]} but "
-                f"{record.source} says {record.width}x{record.height}"
-            )
-        return image
+        if tuple(image.shape[-2:]) == (record.height, record.width):
+            return image
+        rotated = read_image(record.file, record.image_id, exif=True)
+        if tuple(rotated.shape[-2:]) == (record.height, record.width):
+            # annotated in the EXIF-rotated frame (as viewers show it): use that frame
+            if not getattr(self, "_warned_exif", False):
+                self._warned_exif = True
+                logging.getLogger("lsvr_data").warning(
+                    "%s: image %s has an EXIF orientation and its annotations are in the rotated frame; such "
+                    "images are loaded rotated", self.name, record.file)
+            return rotated
+        exif = ""
+        if rotated.shape[-2:] != image.shape[-2:]:
+            exif = f" (its EXIF orientation tag rotates it to {rotated.shape[-1]}x{rotated.shape[-2]}, no match either)"
+        raise DataError(
+            f"image {record.file} (image id {record.image_id}) is {image.shape[-1]}x{image.shape[-2]} but "
+            f"{record.source} says {record.width}x{record.height}{exif}"
+        )
 
     def __getitem__(self, index: int) -> tuple[Tensor, Targets]:
         """``(image (3, H, W) uint8, Targets)`` in the input frame.

@@ -182,8 +182,8 @@ class SyntheticDataset(DetectionDataset):
 
 
 def build_synthetic(cfg: SyntheticDatasetConfig, *, root: Path, train: bool, task: str,
-                    registry: Registry | None = None) -> SyntheticDataset:
-    """Dataset factory (``root`` is unused: nothing is read from disk)."""
-    del root
+                    registry: Registry | None = None, annotations: bool = True) -> SyntheticDataset:
+    """Dataset factory (``root`` and ``annotations`` are unused: nothing is read from disk)."""
+    del root, annotations
     extra_fields = resolve_extra_fields(cfg.extra_fields, registry, cfg.type)
     return SyntheticDataset(cfg, train=train, task=task, extra_fields=extra_fields)
