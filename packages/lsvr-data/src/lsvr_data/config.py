@@ -120,6 +120,9 @@ class CocoEvaluatorConfig(EvaluatorConfig):
     iou_types: list[Literal["bbox", "segm", "keypoints"]] | None = None
     per_class: bool = Field(False, description="also report <iou_type>/AP_<class name>")
     max_dets: int = Field(100, gt=0, description="detections kept per image (highest scores)")
+    backend: Literal["auto", "pycocotools", "faster_coco_eval", "hotcoco"] = Field(
+        "auto", description="COCOeval implementation: auto = fastest installed (hotcoco, faster_coco_eval, "
+        "pycocotools); all give identical stats")
 
 
 class VocEvaluatorConfig(EvaluatorConfig):
