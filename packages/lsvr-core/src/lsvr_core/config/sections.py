@@ -71,6 +71,14 @@ class ScheduleSection(Section):
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine floor as a fraction of lr")
 
 
+class CheckpointSection(Section):
+    """What a run keeps in ``work_dir/checkpoints`` (``last.pt`` is always written and is always the newest)."""
+
+    keep_last: int = Field(1, ge=1, le=1000, description="most recent checkpoints kept, last.pt included: "
+                           "1 keeps last.pt only; N > 1 also keeps the N-1 newest epoch_N.pt")
+    save_best: bool = Field(True, description="keep best.pt, the checkpoint with the best eval.metric")
+
+
 class RuntimeSection(Section):
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
@@ -78,7 +86,8 @@ class RuntimeSection(Section):
     deterministic: bool = False
     work_dir: Path = Path("work_dirs/run")
     channels_last: bool = False
-    checkpoint_interval: int = Field(1, gt=0, description="epochs between numbered checkpoints")
+    checkpoint_interval: int = Field(1, gt=0, description="epochs between numbered checkpoints (keep_last > 1)")
+    checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
     threads: int | None = Field(None, gt=0, description="torch CPU threads (default: torch's choice)")
 
 

@@ -122,13 +122,15 @@ class Trainer:
         }
 
     def save(self, *, numbered: int | None = None, best: bool = False) -> None:
-        """Write ``last.pt`` (and ``epoch_N.pt`` / ``best.pt``) on rank 0."""
+        """Write ``last.pt`` (and ``epoch_N.pt`` / ``best.pt``, per ``runtime.checkpoint``) on rank 0."""
         if self.dist.is_main:
             state = self._state()
+            retention = self.cfg.runtime.checkpoint
             C.save_atomic(state, self.work.last)
-            if numbered is not None:
+            if numbered is not None and retention.keep_last > 1:
                 C.save_atomic(state, self.work.epoch_checkpoint(numbered))
-            if best:
+                C.prune_numbered(self.work.checkpoints, keep=retention.keep_last - 1)
+            if best and retention.save_best:
                 C.save_atomic(state, self.work.best)
         self.last_saved_iter = self.iter
         D.barrier(self.dist)
