@@ -110,6 +110,7 @@ class WandbSection(Section):
 class LoggingSection(Section):
     interval: int = Field(20, gt=0, description="iterations between log lines")
     wandb: WandbSection = WandbSection()
+    tensorboard: bool = Field(False, description="write TensorBoard event files to work_dir/tensorboard")
 
 
 class RunConfigBase(Section):
