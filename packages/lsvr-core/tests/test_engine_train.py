@@ -38,7 +38,9 @@ def test_run_writes_work_dir(tmp_path, mgr):
     assert ckpts == ["best.pt", "epoch_2.pt", "last.pt"]  # checkpoint_interval 2: no epoch_1.pt
     last = torch.load(work / "checkpoints" / "last.pt", weights_only=True)
     assert (last["epoch"], last["iter"], last["batch_in_epoch"]) == (2, 8, 0)
-    assert len(list((work / "predictions").glob("*.png"))) == 4  # num_draw 2 x 2 evaluations
+    # one gallery per evaluation: num_draw 2 rows of ground truth | predictions
+    assert sorted(p.name for p in (work / "predictions").glob("*.png")) == ["gallery_iter_4.png", "gallery_iter_8.png"]
+    assert (work / "curves.png").is_file() and (work / "scalars.jsonl").is_file()
     assert (work / "status.txt").read_text() == "completed"
     assert [r["step"] for r in common.losses(work)] == list(range(1, 9))
 

@@ -69,23 +69,3 @@ def score(evaluator: Any, predictions: list[tuple[int, Predictions]]) -> dict[st
     for i in range(0, len(preds), chunk):
         evaluator.process(preds[i : i + chunk])
     return {k: float(v) for k, v in evaluator.evaluate().items()}
-
-
-def draw_samples(dataset: Any, predictions: list[tuple[int, Predictions]], *, num: int, out_dir: Path, tag: str,
-                 class_names: list[str] | None, score_thresh: float = 0.3) -> dict[str, Path]:
-    """Draw the first ``num`` predictions on their images (resized back to the original size) as PNGs.
-
-    Returns:
-        caption -> PNG path.
-    """
-    from lsvr_core.visualize import draw_predictions, resize_to, save_png
-
-    out: dict[str, Path] = {}
-    for index, pred in predictions[:num]:
-        image, meta = dataset[index]
-        if meta.flipped:
-            image = image.flip(-1)
-        drawn = draw_predictions(resize_to(image, tuple(meta.orig_size)), pred, class_names, score_thresh)
-        caption = f"{tag}/image_{meta.image_id}"
-        out[caption] = save_png(drawn, out_dir / f"{tag}_image_{meta.image_id}.png")
-    return out

@@ -23,7 +23,7 @@ from lsvr_core.engine import checkpoint as C
 from lsvr_core.engine import distributed as D
 from lsvr_core.engine.build import build_dataset, build_evaluator, build_model, setup_runtime
 from lsvr_core.engine.data import GroupedBatchSampler, SeededDataset, train_loader
-from lsvr_core.engine.evaluate import draw_samples, eval_subset, predict_dataset, score
+from lsvr_core.engine.evaluate import eval_subset, predict_dataset, score
 from lsvr_core.engine.optim import build_optimizer, grad_norm_params, resolve_precision
 from lsvr_core.engine.progress import Progress, metrics_table
 from lsvr_core.engine.schedule import build_scheduler
@@ -198,8 +198,10 @@ class Trainer:
                 lr = self._last_lr
                 progress.update(self.iter, self.batch_in_epoch, self._last_losses, lr)
                 if self.iter % cfg.logging.interval == 0:
-                    self.manager.hook.lsvr_log_metrics(run=self.run, step=self.iter,
-                                                       metrics={**self._last_losses, "lr": lr, "epoch": self.epoch})
+                    scalars = {**self._last_losses, "lr": lr, "epoch": self.epoch}
+                    if self.dist.is_main:
+                        self.work.append_metrics({"step": self.iter, **scalars}, self.work.scalars)
+                    self.manager.hook.lsvr_log_metrics(run=self.run, step=self.iter, metrics=scalars)
                 if stop or (self.stop_signal is not None and not self.dist.distributed):
                     progress.close()
                     return self._interrupted()
@@ -215,7 +217,22 @@ class Trainer:
             if not final and self._stop_requested():
                 return self._interrupted()
         self.log.info(f"done: {self.iter} iterations; checkpoints in {self.work.checkpoints}")
+        self._plot_curves()
         return 0
+
+    def _plot_curves(self) -> None:
+        """Write ``curves.png`` (losses, lr, AP) on rank 0 and send it to the loggers; never fails the run."""
+        if not self.dist.is_main:
+            return
+        from lsvr_core.engine.curves import plot_curves
+
+        try:
+            path = plot_curves(self.work.scalars, self.work.metrics, self.work.curves)
+        except Exception as err:  # a plotting problem must not turn a finished run into a failed one
+            self.log.warning(f"could not draw {self.work.curves}: {type(err).__name__}: {err}")
+            return
+        if path is not None:
+            self.manager.hook.lsvr_log_images(run=self.run, step=self.iter, images={"curves": path})
 
     def _step(self, batch: Any) -> bool:
         """One optimisation step; returns True when some rank asked to stop (after this step)."""
@@ -297,7 +314,11 @@ class Trainer:
             self.log.info(f"evaluation at iteration {self.iter} ({len(preds)} images, "
                           f"{time.perf_counter() - t0:.1f} s):\n{metrics_table(metrics)}")
             if cfg.eval.num_draw:
-                images = draw_samples(self.val_ds, preds, num=cfg.eval.num_draw, out_dir=self.work.predictions,
-                                      tag=tag, class_names=getattr(self.val_ds, "classes", None))
-                self.manager.hook.lsvr_log_images(run=self.run, step=self.iter, images=images)
+                from lsvr_core.gallery import draw_gallery
+
+                gallery = draw_gallery(self.val_ds, preds, num=cfg.eval.num_draw,
+                                       out_path=self.work.predictions / f"gallery_{tag}.png",
+                                       class_names=getattr(self.val_ds, "classes", None))
+                if gallery is not None:
+                    self.manager.hook.lsvr_log_images(run=self.run, step=self.iter, images={f"gallery/{tag}": gallery})
         return D.broadcast_object(metrics, self.dist)

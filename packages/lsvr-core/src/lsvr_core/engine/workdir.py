@@ -76,10 +76,18 @@ class WorkDir:
         self.plugins.write_text(json.dumps(dict(sorted(distributions.items())), indent=2) + "\n")
         self.metrics.touch()
 
-    def append_metrics(self, record: dict[str, Any]) -> None:
-        """Append one JSON line to ``metrics.jsonl`` (non-finite floats are written as null)."""
+    @property
+    def scalars(self) -> Path:
+        return self.root / "scalars.jsonl"
+
+    @property
+    def curves(self) -> Path:
+        return self.root / "curves.png"
+
+    def append_metrics(self, record: dict[str, Any], path: Path | None = None) -> None:
+        """Append one JSON line to ``metrics.jsonl`` (or ``path``; non-finite floats are written as null)."""
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-        with self.metrics.open("a") as fh:
+        with (path or self.metrics).open("a") as fh:
             fh.write(json.dumps(clean) + "\n")
 
 
