@@ -13,6 +13,7 @@ from torch.utils.data import Subset
 from lsvr_core.engine import distributed as D
 from lsvr_core.engine.data import eval_loader
 from lsvr_core.engine.optim import Precision
+from lsvr_core.engine.progress import EvalProgress
 from lsvr_core.structures import Predictions
 
 
@@ -35,9 +36,11 @@ def eval_subset(dataset: Any, max_images: int | None) -> Any:
 
 @torch.no_grad()
 def predict_dataset(model: nn.Module, dataset: Any, *, device: torch.device, precision: Precision, dist: D.DistInfo,
-                    batch_size: int, num_workers: int, size_divisor: int, channels_last: bool = False
-                    ) -> list[tuple[int, Predictions]]:
+                    batch_size: int, num_workers: int, size_divisor: int, channels_last: bool = False,
+                    log: Any = None) -> list[tuple[int, Predictions]]:
     """Predictions (original frame, CPU, float32) of every image, gathered from all ranks, sorted by index.
+
+    With ``log`` (the engine logger), rank 0 shows progress (:class:`~lsvr_core.engine.progress.EvalProgress`).
 
     Returns:
         ``[(dataset index, Predictions)]`` on every rank.
@@ -47,6 +50,8 @@ def predict_dataset(model: nn.Module, dataset: Any, *, device: torch.device, pre
     was_training = model.training
     model.eval()
     local: list[tuple[int, Predictions]] = []
+    progress = EvalProgress(log, len(loader.sampler) if hasattr(loader, "sampler") else len(dataset),
+                            enabled=dist.is_main)
     try:
         for batch, indices in loader:
             batch = batch.to(device)
@@ -54,9 +59,11 @@ def predict_dataset(model: nn.Module, dataset: Any, *, device: torch.device, pre
                 batch.images = batch.images.contiguous(memory_format=torch.channels_last)
             with precision.autocast():
                 preds = model(batch)
-            local += [(i, to_cpu_fp32(p)) for i, p in zip(indices, preds)]
+            local += [(i, to_cpu_fp32(p)) for i, p in zip(indices, preds, strict=True)]
+            progress.update(len(indices))
     finally:
         model.train(was_training)
+        progress.close()
     gathered = [item for part in D.all_gather_objects(local, dist) for item in part]
     return sorted(gathered, key=lambda item: item[0])
 

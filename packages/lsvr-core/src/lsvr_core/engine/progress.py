@@ -107,3 +107,62 @@ def metrics_table(metrics: dict[str, float]) -> str:
         lines.append("|-" + "-" * head_w + "-|-" + "-|-".join("-" * w for w in widths) + "-|")
         lines.append("| " + prefix.ljust(head_w) + " | " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |")
     return "\n".join(lines)
+
+
+class EvalProgress:
+    """Reports inference over the val set: a tqdm bar on a terminal, plain lines (every ``every_s`` seconds and
+    at the end) in the log otherwise, with images/s and ETA.
+
+    Args:
+        log: the engine logger, or None for silence.
+        total: images to predict (this rank's share).
+        enabled: False on ranks other than 0.
+    """
+
+    def __init__(self, log: logging.Logger | None, total: int, *, enabled: bool = True, every_s: float = 10.0,
+                 use_bar: bool | None = None) -> None:
+        self.log, self.total, self.every_s = log, total, every_s
+        self.enabled = enabled and log is not None
+        self.done = 0
+        self.t0 = self.t_last = time.perf_counter()
+        use_bar = sys.stderr.isatty() if use_bar is None else use_bar
+        self.bar: Any = None
+        if self.enabled and use_bar:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc="evaluating", unit="img", leave=False, dynamic_ncols=True)
+
+    def update(self, n: int) -> None:
+        if not self.enabled:
+            return
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        now = time.perf_counter()
+        if now - self.t_last >= self.every_s and self.done < self.total:
+            self.t_last = now
+            self.log.info(self._line(now))  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.enabled:
+            self.log.info(self._line(time.perf_counter()))  # type: ignore[union-attr]
+
+    def _line(self, now: float) -> str:
+        rate = self.done / max(now - self.t0, 1e-9)
+        eta = timedelta(seconds=int((self.total - self.done) / rate)) if rate > 0 else "?"
+        return f"evaluating: {self.done}/{self.total} images, {rate:.1f} img/s, eta {eta}"
+
+
+def console_logger(name: str = "lsvr.eval") -> logging.Logger:
+    """A logger printing plain lines to stderr, for verbs without a run's log file (``lsvr eval``)."""
+    log = logging.getLogger(name)
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    return log

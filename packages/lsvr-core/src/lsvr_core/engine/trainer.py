@@ -302,7 +302,8 @@ class Trainer:
         subset = eval_subset(self.val_ds, cfg.eval.max_images)
         preds = predict_dataset(model, subset, device=self.device, precision=self.precision, dist=self.dist,
                                 batch_size=cfg.data.val_batch_size, num_workers=cfg.data.num_workers,
-                                size_divisor=cfg.data.size_divisor, channels_last=cfg.runtime.channels_last)
+                                size_divisor=cfg.data.size_divisor, channels_last=cfg.runtime.channels_last,
+                                log=self.log)
         metrics: dict[str, float] = {}
         if self.dist.is_main:
             metrics = score(self.evaluator, preds)
