@@ -176,3 +176,14 @@ def test_eval_progress_lines_report_rate_and_eta(caplog):
     quiet.update(10)
     quiet.close()
     assert len(caplog.records) == len(lines)
+
+
+def test_metrics_table_puts_per_class_ap_in_its_own_grid():
+    from lsvr_core.engine.progress import metrics_table
+
+    text = metrics_table({"bbox/AP": 0.5, "bbox/AP_person": 0.25, "bbox/AP_dog": -1.0, "bbox/AP_cat": 0.125},
+                         per_class_columns=2)
+    lines = text.splitlines()
+    assert lines[:3] == ["| type   |   AP |", "|--------|------|", "| bbox   | 50.0 |"]
+    assert lines[3] == "per-class bbox AP:"
+    assert lines[4] == "| person  25.0 | dog       -1 |" and lines[5] == "| cat     12.5 |"

@@ -87,25 +87,45 @@ class Progress:
         self.end_epoch()
 
 
-def metrics_table(metrics: dict[str, float]) -> str:
-    """Metrics as a text table: one row per prefix (``bbox``, ``segm``, ...) and one column per stat.
+def _cell(name: str, value: Any) -> str:
+    if isinstance(value, float) and 0 <= value <= 1 and name.startswith(("AP", "AR", "mAP")):
+        return f"{100 * value:.1f}"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
-    Values in [0, 1] named like AP/AR are shown as percentages with one decimal.
+
+def metrics_table(metrics: dict[str, float], per_class_columns: int = 4) -> str:
+    """Metrics as text tables: one row per prefix (``bbox``, ``segm``, ...) and one column per stat, then the
+    per-class APs (stats named ``AP_<class>`` / ``AP50_<class>``) of each prefix in a compact class/AP grid.
+
+    Values in [0, 1] named like AP/AR are shown as percentages with one decimal; -1 (no ground truth) as is.
     """
     rows: dict[str, dict[str, float]] = {}
+    classes: dict[str, dict[str, float]] = {}
     for key, value in metrics.items():
         prefix, _, stat = key.rpartition("/")
-        rows.setdefault(prefix or "-", {})[stat] = value
+        kind, sep, name = stat.partition("_")
+        if sep and kind in ("AP", "AP50"):
+            classes.setdefault(f"{prefix or '-'} {kind}", {})[name] = value
+        else:
+            rows.setdefault(prefix or "-", {})[stat] = value
     lines = []
     for prefix, stats in rows.items():
         names = list(stats)
-        cells = [f"{100 * v:.1f}" if isinstance(v, float) and 0 <= v <= 1 and n.startswith(("AP", "AR", "mAP"))
-                 else (f"{v:.4g}" if isinstance(v, float) else str(v)) for n, v in stats.items()]
-        widths = [max(len(n), len(c)) for n, c in zip(names, cells)]
+        cells = [_cell(n, v) for n, v in stats.items()]
+        widths = [max(len(n), len(c)) for n, c in zip(names, cells, strict=True)]
         head_w = max(len(prefix), 6)
-        lines.append("| " + "type".ljust(head_w) + " | " + " | ".join(n.rjust(w) for n, w in zip(names, widths)) + " |")
+        lines.append("| " + "type".ljust(head_w) + " | "
+                     + " | ".join(n.rjust(w) for n, w in zip(names, widths, strict=True)) + " |")
         lines.append("|-" + "-" * head_w + "-|-" + "-|-".join("-" * w for w in widths) + "-|")
-        lines.append("| " + prefix.ljust(head_w) + " | " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |")
+        lines.append("| " + prefix.ljust(head_w) + " | "
+                     + " | ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)) + " |")
+    for title, per_class in classes.items():
+        items = [(n, _cell("AP", v)) for n, v in per_class.items()]
+        name_w = max(len(n) for n, _ in items)
+        lines.append(f"per-class {title}:")
+        for i in range(0, len(items), per_class_columns):
+            chunk = items[i : i + per_class_columns]
+            lines.append("| " + " | ".join(f"{n.ljust(name_w)} {c.rjust(5)}" for n, c in chunk) + " |")
     return "\n".join(lines)
 
 
