@@ -35,6 +35,7 @@ ENTRY_POINT_GROUP = "lsvr"
 BUILTIN_PLUGINS = (
     ("lsvr_core.builtin.plugin", "builtin"),
     ("lsvr_core.builtin.loggers", "loggers"),
+    ("lsvr_core.builtin.tensorboard_logger", "tensorboard"),
 )
 _REGISTRATION_HOOKS = {
     "backbone": "lsvr_backbones",
