@@ -148,8 +148,11 @@ class CocoEvaluatorConfig(EvaluatorConfig):
 
     type: Literal["coco"] = "coco"
     iou_types: list[Literal["bbox", "segm", "keypoints"]] | None = None
-    per_class: bool = Field(False, description="also report <iou_type>/AP_<class name>")
+    per_class: bool = Field(True, description="also report <iou_type>/AP_<class name> (log and metrics.jsonl)")
     max_dets: int = Field(100, gt=0, description="detections kept per image (highest scores)")
+    backend: Literal["auto", "pycocotools", "faster_coco_eval", "hotcoco"] = Field(
+        "auto", description="COCOeval implementation: auto = fastest installed (hotcoco, faster_coco_eval, "
+        "pycocotools); all give identical stats")
 
 
 class VocEvaluatorConfig(EvaluatorConfig):
@@ -157,4 +160,4 @@ class VocEvaluatorConfig(EvaluatorConfig):
 
     type: Literal["voc"] = "voc"
     use_07_metric: bool = True
-    per_class: bool = False
+    per_class: bool = Field(True, description="also report voc/AP50_<class name> (log and metrics.jsonl)")
