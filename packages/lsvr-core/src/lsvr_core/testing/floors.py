@@ -18,8 +18,8 @@ import torch
 from lsvr_core.config import build_config_model
 from lsvr_core.config.loader import validate
 from lsvr_core.engine.build import build_dataset, build_evaluator, build_model, seed_everything
-from lsvr_core.plugins import get_plugin_manager
 from lsvr_core.structures import collate
+from lsvr_core.testing.common import default_registry
 
 
 @dataclass
@@ -56,7 +56,7 @@ def fit_and_score(raw: dict[str, Any], *, iters: int, lr: float, seed: int = 0, 
     Raises:
         AssertionError: a training loss is not finite.
     """
-    manager = manager if manager is not None else get_plugin_manager()
+    manager = manager if manager is not None else default_registry()
     cfg: Any = validate(raw, build_config_model(manager), "fit_and_score")
     seed_everything(seed)
     model = build_model(cfg, manager)
