@@ -7,6 +7,9 @@ The environment variable ``LSVR_KERNEL_BACKEND`` picks the backend:
   (the Triton interpreter, used by the tests); otherwise a :class:`~lsvr_core.errors.ConfigError` is raised.
 * ``torch``: always the PyTorch path (on CPU the fast sampling + matmul implementation, on CUDA the
   reference: torchvision's op or grid_sample + matmul).
+* ``reference``: the pure-PyTorch references on every device, composed of standard aten ops (grid_sample,
+  matmul, softmax) instead of the ``lsvr_ops::`` custom ops: what ``lsvr export --format onnx`` traces, so the
+  ONNX graph needs no custom op.
 
 This module imports torch only inside functions, so importing it is cheap.
 """
@@ -20,7 +23,7 @@ from typing import Any
 from lsvr_core.api import ConfigError
 
 ENV_VAR = "LSVR_KERNEL_BACKEND"
-BACKENDS = ("auto", "triton", "torch")
+BACKENDS = ("auto", "triton", "torch", "reference")
 
 
 def requested_backend() -> str:
@@ -52,19 +55,19 @@ def triton_import_error() -> str | None:
 
 
 def choose_backend(*tensors: Any) -> str:
-    """Pick ``"triton"`` or ``"torch"`` for an op called on ``tensors``.
+    """Pick ``"triton"``, ``"torch"`` or ``"reference"`` for an op called on ``tensors``.
 
     Args:
         tensors: the op's tensor arguments (``None`` entries are ignored); only their ``device`` is read.
     Returns:
-        ``"triton"`` or ``"torch"``.
+        ``"triton"``, ``"torch"`` or (only when requested) ``"reference"``.
     Raises:
         ConfigError: ``LSVR_KERNEL_BACKEND`` is invalid, or it asks for ``triton`` while Triton cannot be
             imported, or for CPU tensors without ``TRITON_INTERPRET=1``.
     """
     requested = requested_backend()
-    if requested == "torch":
-        return "torch"
+    if requested in ("torch", "reference"):
+        return requested
     on_cuda = any(getattr(getattr(t, "device", None), "type", None) == "cuda" for t in tensors if t is not None)
     if requested == "auto":
         return "triton" if on_cuda and triton_import_error() is None else "torch"

@@ -138,9 +138,13 @@ def coco_results(pred: Any, category_ids: list[int] | None) -> list[dict[str, An
 
 
 @torch.no_grad()
-def predict(cfg: Any, manager: Any, *, checkpoint: str, images: list[str], out_dir: str | None = None,
-            score_thresh: float = 0.3) -> int:
+def predict(cfg: Any, manager: Any, *, checkpoint: str | None, images: list[str], out_dir: str | None = None,
+            score_thresh: float = 0.3, model: Any = None) -> int:
     """Draw the predictions on ``images`` as PNGs and write ``results.json`` (COCO results format).
+
+    ``model`` replaces the checkpoint's detector by any callable with its inference interface
+    (``model(batch) -> list[Predictions]``, original frame), e.g. an exported model
+    (:class:`lsvr_core.export.runtime.ExportedDetector`).
 
     Image ids are the file names' digits when they have some (COCO names), else the position in ``images``.
     Category ids come from the val dataset's ``label_to_cat_id`` when it has them, else label + 1.
@@ -157,7 +161,12 @@ def predict(cfg: Any, manager: Any, *, checkpoint: str, images: list[str], out_d
     dataset = manager.build("dataset", section, root=cfg.data.root, train=False, task=cfg.task)
     names = getattr(dataset, "classes", None)
     category_ids = getattr(dataset, "label_to_cat_id", None)
-    model = _load_model(cfg, manager, checkpoint, device)
+    if model is None:
+        if checkpoint is None:
+            raise LsvrError("predict needs --checkpoint (or an exported model with --engine)")
+        model = _load_model(cfg, manager, checkpoint, device)
+    else:
+        device = torch.device("cpu")
     precision = resolve_precision(cfg.runtime.precision, device)
     out = Path(out_dir) if out_dir else Path(cfg.runtime.work_dir) / "predict"
     results: list[dict[str, Any]] = []
