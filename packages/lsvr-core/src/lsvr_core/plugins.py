@@ -26,6 +26,7 @@ import pluggy
 
 from lsvr_core import hookspecs
 from lsvr_core.errors import PluginError
+from lsvr_core.fields import TargetFieldSpec
 from lsvr_core.specs import KINDS, ComponentSpec, ConverterSpec, RecipeSpec
 
 ENTRY_POINT_GROUP = "lsvr"
@@ -95,6 +96,7 @@ class PluginManager:
         self._components: dict[str, dict[str, ComponentSpec]] = {k: {} for k in KINDS}
         self._recipes: dict[str, RecipeSpec] = {}
         self._converters: dict[str, ConverterSpec] = {}
+        self._target_fields: dict[str, TargetFieldSpec] = {}
         disabled = _disabled_names()
         core_version = _dist_version("lsvr-core")
         for module_name, name in BUILTIN_PLUGINS:
@@ -173,6 +175,25 @@ class PluginManager:
                         f"(plugin {other.plugin!r}) and by {conv.distribution} (plugin {conv.plugin!r})"
                     )
                 self._converters[conv.name] = conv
+        self._collect_target_fields()
+
+    def _collect_target_fields(self) -> None:
+        for impl in self.pm.hook.lsvr_target_fields.get_hookimpls():
+            record = self.records[impl.plugin_name]
+            try:
+                specs = list(impl.function() or [])
+            except Exception as err:
+                record.status, record.error = "failed", f"lsvr_target_fields(): {_format_import_error(err)}"
+                continue
+            for spec in specs:
+                spec = _with_origin(spec, record)
+                other = self._target_fields.get(spec.name)
+                if other is not None:
+                    raise PluginError(
+                        f"target field {spec.name!r} is declared twice: by {other.distribution} (plugin "
+                        f"{other.plugin!r}) and by {spec.distribution} (plugin {spec.plugin!r})"
+                    )
+                self._target_fields[spec.name] = spec
 
     def _add_component(self, kind: str, spec: ComponentSpec, record: PluginRecord) -> None:
         if spec.kind != kind:
@@ -246,6 +267,10 @@ class PluginManager:
         except KeyError:
             valid = ", ".join(sorted(self._converters)) or "none registered"
             raise PluginError(f"unknown weight format {name!r}; valid: {valid}") from None
+
+    def target_fields(self) -> dict[str, TargetFieldSpec]:
+        """Declared per-instance target fields (``lsvr_target_fields``), name -> spec."""
+        return dict(sorted(self._target_fields.items()))
 
     def default_recipe(self) -> RecipeSpec | None:
         """The recipe a bare ``lsvr run`` uses: the highest ``default_priority`` > 0."""

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lsvr_core.api import DataError, Registry
+from lsvr_core.api import DataError, Registry, TargetFieldSpec
 
-from lsvr_data.base import DetectionDataset, check_task, resolve
+from lsvr_data.base import DetectionDataset, check_task, resolve, resolve_extra_fields
 from lsvr_data.config import CocoDatasetConfig
 from lsvr_data.records import BadAnnotations, ImageRecord, check_box, check_polygon, group_by_image
 
@@ -75,7 +75,8 @@ class CocoDataset(DetectionDataset):
 
     name = "coco"
 
-    def __init__(self, ann_file: Path, img_dir: Path, *, task: str, train: bool, cfg: CocoDatasetConfig) -> None:
+    def __init__(self, ann_file: Path, img_dir: Path, *, task: str, train: bool, cfg: CocoDatasetConfig,
+                 extra_fields: tuple[TargetFieldSpec, ...] = ()) -> None:
         check_task(task, self.name)
         self.ann_file = Path(ann_file)
         self.img_dir = Path(img_dir)
@@ -99,7 +100,8 @@ class CocoDataset(DetectionDataset):
             records = [r for r in records if r.num_non_crowd > 0]
         self.bad.log_summary(f"coco {self.ann_file.name}")
         super().__init__(records, [c["name"] for c in cats], cfg.pipeline, train=train, task=task,
-                         landmarks=cfg.landmarks, with_masks=cfg.with_masks, aug_seed=cfg.aug_seed)
+                         landmarks=cfg.landmarks, with_masks=cfg.with_masks, aug_seed=cfg.aug_seed,
+                         extra_fields=extra_fields)
         self._coco_gt: Any = None
 
     def coco_gt(self) -> Any:
@@ -205,4 +207,5 @@ def build_coco(cfg: CocoDatasetConfig, *, root: Path, train: bool, task: str,
     default_ann = f"annotations/{'person_keypoints' if task.startswith('pose') else 'instances'}_{cfg.split}.json"
     ann_file = resolve(base, cfg.ann_file or default_ann)
     img_dir = resolve(base, cfg.img_dir or cfg.split)
-    return CocoDataset(ann_file, img_dir, task=task, train=train, cfg=cfg)
+    extra_fields = resolve_extra_fields(cfg.extra_fields, registry, cfg.type)
+    return CocoDataset(ann_file, img_dir, task=task, train=train, cfg=cfg, extra_fields=extra_fields)

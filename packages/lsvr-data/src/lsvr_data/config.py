@@ -53,7 +53,12 @@ class PipelineConfig(BaseModel):
 
 class _DatasetCommon(DatasetConfig):
     pipeline: PipelineConfig = PipelineConfig()
-    landmarks: bool = Field(False, description="fill extreme_points (N,4,2) and contours (N,36,2) (always for segm)")
+    landmarks: bool = Field(
+        False, description="fill extras extreme_points (N,4,2) and contours (N,36,2) (always for segm)"
+    )
+    extra_fields: list[str] = Field(
+        [], description="declared target fields (lsvr_target_fields) computed by their derive function per item"
+    )
     with_masks: bool = Field(False, description="fill masks (N,H,W) uint8 at the transformed image size")
     on_bad_annotation: BadAnnotationPolicy = Field(
         "skip", description="degenerate boxes/polygons: 'skip' (counted, logged warning) or 'error' (DataError)"

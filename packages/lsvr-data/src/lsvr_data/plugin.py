@@ -7,6 +7,7 @@ import argparse
 from lsvr_core.api import ComponentSpec, hookimpl
 
 from lsvr_data import config as c
+from lsvr_data import fields
 
 _TASKS = ("bbox", "segm", "pose_bbox", "pose_kbox")
 
@@ -31,6 +32,11 @@ def lsvr_evaluators() -> list[ComponentSpec]:
         ComponentSpec("evaluator", "voc", c.VocEvaluatorConfig, "lsvr_data.voc_eval:build_voc_evaluator",
                       "VOC mAP@0.5 (07 11-point or area) and mAP@[.5:.95], difficult ignored", ("bbox",)),
     ]
+
+
+@hookimpl
+def lsvr_target_fields() -> list:
+    return list(fields.DECLARED)
 
 
 @hookimpl

@@ -114,33 +114,12 @@ def _prepare(dataset: Any, image: torch.Tensor, image_id: int) -> tuple[torch.Te
                           orig_size=(h, w), image_size=(h, w))
 
 
-def coco_results(pred: Any, category_ids: list[int] | None) -> list[dict[str, Any]]:
-    """COCO results records (``bbox`` xywh, ``score``, ``category_id``, optional ``keypoints`` and RLE
-    ``segmentation``) of one image's original-frame predictions."""
-    out = []
-    for i in range(len(pred)):
-        x0, y0, x1, y1 = pred.boxes[i].tolist()
-        label = int(pred.labels[i])
-        rec: dict[str, Any] = {"image_id": pred.image_id,
-                               "category_id": category_ids[label] if category_ids else label + 1,
-                               "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
-                               "score": round(float(pred.scores[i]), 5)}
-        if pred.keypoints is not None:
-            rec["keypoints"] = [round(v, 2) for v in pred.keypoints[i].flatten().tolist()]
-        if pred.masks is not None and len(pred.masks):
-            import numpy as np
-            from pycocotools import mask as mask_util
-
-            rle = mask_util.encode(np.asfortranarray((pred.masks[i] > 0.5).numpy().astype(np.uint8)))
-            rec["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
-        out.append(rec)
-    return out
-
-
 @torch.no_grad()
 def predict(cfg: Any, manager: Any, *, checkpoint: str | None, images: list[str], out_dir: str | None = None,
             score_thresh: float = 0.3, model: Any = None) -> int:
-    """Draw the predictions on ``images`` as PNGs and write ``results.json`` (COCO results format).
+    """Draw the predictions on ``images`` as PNGs and write ``results.json`` (COCO results format, written by
+    :func:`lsvr_core.results.predictions_to_results`: boxes, and segmentation RLEs / keypoints when the model
+    predicts them).
 
     ``model`` replaces the checkpoint's detector by any callable with its inference interface
     (``model(batch) -> list[Predictions]``, original frame), e.g. an exported model
@@ -152,6 +131,7 @@ def predict(cfg: Any, manager: Any, *, checkpoint: str | None, images: list[str]
     from lsvr_core.engine.build import setup_runtime
     from lsvr_core.engine.evaluate import to_cpu_fp32
     from lsvr_core.engine.optim import resolve_precision
+    from lsvr_core.results import predictions_to_results
     from lsvr_core.structures import collate
     from lsvr_core.visualize import draw_predictions, read_image, save_png
 
@@ -186,7 +166,8 @@ def predict(cfg: Any, manager: Any, *, checkpoint: str | None, images: list[str]
         drawn = draw_predictions(image, pred, names, score_thresh)
         print(f"{path}: {int((pred.scores >= score_thresh).sum())} detections >= {score_thresh} -> "
               f"{save_png(drawn, out / f'{path.stem}.png')}")
-        results += coco_results(pred, list(category_ids) if category_ids is not None else None)
+        results += predictions_to_results(pred, (int(image.shape[-2]), int(image.shape[-1])),
+                                          category_ids=list(category_ids) if category_ids is not None else None)
     (out / "results.json").write_text(json.dumps(results))
     print(f"wrote {out / 'results.json'} ({len(results)} detections)", file=sys.stderr)
     return 0
