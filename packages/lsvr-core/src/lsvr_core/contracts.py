@@ -69,6 +69,11 @@ class Head(Protocol):
     ``forward(features, batch)`` in training mode returns a dict of scalar loss tensors (keys starting with
     ``loss``; the engine sums them). ``predict(features, batch)`` returns one :class:`Predictions` per image in
     the input frame (the detector maps them back to original coordinates).
+
+    Optional, for ``lsvr export`` (:mod:`lsvr_core.export`): ``export_outputs(features) -> tuple[Tensor, ...]``
+    returns the raw outputs (traceable: no data-dependent shapes; keep 4-D per-level maps so the decoder can
+    read each level's grid) and ``decode_outputs(outputs, batch) -> list[Predictions]`` turns that tuple into
+    exactly what ``predict`` returns. A head without them cannot be exported (a clear error says so).
     """
 
     def __call__(self, features: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]: ...

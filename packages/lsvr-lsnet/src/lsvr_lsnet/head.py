@@ -85,6 +85,38 @@ class LSNetHead(nn.Module):
     def predict(self, features: dict[str, Tensor], batch: Batch) -> list[Predictions]:
         return self.postprocessor(self.forward_levels(features), batch, self.strides)
 
+    # --- export (lsvr export): raw outputs in the graph, decoding in Python ------------------------------
+
+    def export_outputs(self, features: dict[str, Tensor]) -> tuple[Tensor, ...]:
+        """The raw head outputs as a flat tuple (what ``lsvr export --no-postprocess`` puts in the graph).
+
+        Order: ``cls`` per level, then for each branch (sorted by name) its stage-1 and stage-2 cross vectors
+        per level; shapes as in :class:`~lsvr_lsnet.criterion.HeadOutputs`. :meth:`decode_outputs` inverts it.
+        """
+        out = self.forward_levels(features)
+        flat = list(out.cls)
+        for name in sorted(out.init):
+            flat += list(out.init[name]) + list(out.refine[name])
+        return tuple(flat)
+
+    def decode_outputs(self, outputs: tuple[Tensor, ...], batch: Batch) -> list[Predictions]:
+        """Input-frame predictions from :meth:`export_outputs`' tuple (same decoding and NMS as :meth:`predict`).
+
+        Raises:
+            ValueError: the tuple does not hold ``levels * (1 + 2 * branches)`` tensors.
+        """
+        levels, names = len(self.strides), sorted(self.branches)
+        if len(outputs) != levels * (1 + 2 * len(names)):
+            raise ValueError(f"lsnet head: expected {levels * (1 + 2 * len(names))} raw outputs "
+                             f"({levels} levels, branches {names}), got {len(outputs)}")
+        cls = list(outputs[:levels])
+        init, refine = {}, {}
+        for i, name in enumerate(names):
+            start = levels * (1 + 2 * i)
+            init[name] = list(outputs[start : start + levels])
+            refine[name] = list(outputs[start + levels : start + 2 * levels])
+        return self.postprocessor(HeadOutputs(cls, init, refine), batch, self.strides)
+
 
 def _landmark_loss(manager: Any, cfg: Any, loss_type: str) -> nn.Module:
     """Build a landmark loss, filling a cross_iou ``loss_type`` left None with the branch's type (§4.4)."""

@@ -187,6 +187,34 @@ class MutualGuideHead(nn.Module):
         scores = conf.float().sigmoid()  # (B, A, C)
         return [self._predict_image(boxes[i], scores[i], t) for i, t in enumerate(batch.targets)]
 
+    # --- export (lsvr export): raw outputs in the graph, decoding in Python ---------------------------------
+
+    def export_outputs(self, features: dict[str, Tensor]) -> tuple[Tensor, ...]:
+        """Raw per-level conv outputs: ``loc`` (B, 4·A_l, h, w) for every level, then ``conf`` (B, C·A_l, h, w)
+        (4-D, so the decoder knows each level's grid); :meth:`decode_outputs` inverts it."""
+        locs = tuple(conv(features[lv]) for lv, conv in zip(self.levels, self.loc, strict=True))
+        confs = tuple(conv(features[lv]) for lv, conv in zip(self.levels, self.conf, strict=True))
+        return locs + confs
+
+    @torch.no_grad()
+    def decode_outputs(self, outputs: tuple[Tensor, ...], batch: Batch) -> list[Predictions]:
+        """Input-frame predictions from :meth:`export_outputs` (the same decoding and NMS as :meth:`predict`).
+
+        Raises:
+            ValueError: not ``2 x levels`` tensors.
+        """
+        n = len(self.levels)
+        if len(outputs) != 2 * n:
+            raise ValueError(f"mutual_guide head: expected {2 * n} raw outputs, got {len(outputs)}")
+        b = outputs[0].shape[0]
+        loc = torch.cat([t.permute(0, 2, 3, 1).reshape(b, -1, 4) for t in outputs[:n]], 1)
+        conf = torch.cat([t.permute(0, 2, 3, 1).reshape(b, -1, self.num_classes) for t in outputs[n:]], 1)
+        grids = [(int(t.shape[-2]), int(t.shape[-1])) for t in outputs[:n]]
+        anchors = self.anchors(grids, tuple(batch.images.shape[-2:]), loc.device)
+        boxes = decode(loc.float(), anchors, self.variances)
+        scores = conf.float().sigmoid()
+        return [self._predict_image(boxes[i], scores[i], t) for i, t in enumerate(batch.targets)]
+
     def _predict_image(self, boxes: Tensor, scores: Tensor, meta: Targets) -> Predictions:
         h, w = meta.image_size
         boxes = torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h), boxes[:, 2].clamp(0, w),

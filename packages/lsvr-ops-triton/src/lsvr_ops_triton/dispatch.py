@@ -9,6 +9,9 @@ The environment variable ``LSVR_KERNEL_BACKEND`` picks the backend:
   (the Triton interpreter, used by the tests); otherwise a :class:`~lsvr_core.errors.ConfigError` is raised.
 * ``torch``: always the PyTorch path (on CPU the fast sampling + matmul implementation, on CUDA the
   reference: torchvision's op or grid_sample + matmul).
+* ``reference``: the pure-PyTorch references on every device, composed of standard aten ops (grid_sample,
+  matmul, softmax) instead of the ``lsvr_ops::`` custom ops: what ``lsvr export --format onnx`` traces, so the
+  ONNX graph needs no custom op.
 
 This module imports torch only inside functions, so importing it is cheap.
 """
@@ -22,7 +25,7 @@ from typing import Any
 from lsvr_core.api import ConfigError
 
 ENV_VAR = "LSVR_KERNEL_BACKEND"
-BACKENDS = ("auto", "triton", "torch")
+BACKENDS = ("auto", "triton", "torch", "reference")
 
 
 def requested_backend() -> str:
@@ -54,19 +57,21 @@ def triton_import_error() -> str | None:
 
 
 def choose_backend(*tensors: Any) -> str:
-    """Pick ``"triton"`` or ``"torch"`` for an op called on ``tensors``.
+    """Pick ``"triton"``, ``"torch"`` or ``"reference"`` for an op called on ``tensors``.
 
     Args:
         tensors: the op's tensor arguments (``None`` entries are ignored); their ``device`` and ``dtype`` are
             read.
     Returns:
-        ``"triton"`` or ``"torch"``; ``"torch"`` whenever a tensor's dtype is one the kernels do not compute
-        (:func:`kernels_compute`), whatever ``LSVR_KERNEL_BACKEND`` says.
+        ``"triton"``, ``"torch"`` or (only when requested) ``"reference"``; ``"torch"`` whenever a tensor's
+        dtype is one the kernels do not compute (:func:`kernels_compute`), unless ``reference`` is requested.
     Raises:
         ConfigError: ``LSVR_KERNEL_BACKEND`` is invalid, or it asks for ``triton`` while Triton cannot be
             imported, or for CPU tensors without ``TRITON_INTERPRET=1``.
     """
     requested = requested_backend()
+    if requested == "reference":
+        return "reference"
     if requested == "torch" or not kernels_compute(*(getattr(t, "dtype", None) for t in tensors if t is not None)):
         return "torch"
     on_cuda = any(getattr(getattr(t, "device", None), "type", None) == "cuda" for t in tensors if t is not None)

@@ -153,7 +153,7 @@ def deform_conv2d(
 
             return custom_ops.sampled_conv_triton(input, offset, mask, weight, bias, geometry, [kh, kw], groups,
                                                   offset_groups)
-        if device_type == "cpu":
+        if device_type == "cpu" and backend != "reference":
             from lsvr_ops_triton import custom_ops
 
             return custom_ops.sampled_conv_torch(input, offset, mask, weight, bias, geometry, [kh, kw], groups,
@@ -207,7 +207,7 @@ def pyramid_deform_conv2d(
             from lsvr_ops_triton import custom_ops
 
             return custom_ops.sampled_conv_triton(feature, offset, None, weight, bias, geometry, [3, 3], 1, 1)
-        if device_type == "cpu":
+        if device_type == "cpu" and backend != "reference":
             from lsvr_ops_triton import custom_ops
 
             return custom_ops.sampled_conv_torch(feature, offset, None, weight, bias, geometry, [3, 3], 1, 1)

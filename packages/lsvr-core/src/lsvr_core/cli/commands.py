@@ -49,8 +49,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     args.manager.raise_for_failures()
+    if args.engine != "torch":
+        from lsvr_core.export.api import predict_exported
+
+        return predict_exported(args.manager, model_path=args.config, engine=args.engine, images=args.images,
+                                out_dir=args.out, score_thresh=args.score_thresh)
+    if args.checkpoint is None:
+        raise ConfigError("lsvr predict: --checkpoint is required with --engine torch")
     return _engine().predict(_load(args), args.manager, checkpoint=args.checkpoint, images=args.images,
                              out_dir=args.out, score_thresh=args.score_thresh)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    args.manager.raise_for_failures()
+    from lsvr_core.export.api import export
+
+    return export(_load(args), args.manager, checkpoint=args.checkpoint, fmt=args.format, output=args.output,
+                  image_size=tuple(args.image_size) if args.image_size else None, dynamic=args.dynamic,
+                  postprocess=args.postprocess, opset=args.opset)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

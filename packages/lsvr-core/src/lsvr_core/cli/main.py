@@ -42,13 +42,36 @@ def build_parser(manager_factory=None) -> argparse.ArgumentParser:  # noqa: ANN0
     p.add_argument("--checkpoint", required=True)
     p.set_defaults(func=cmd.cmd_eval)
 
-    p = sub.add_parser("predict", help="draw predictions on images and write COCO results JSON")
+    p = sub.add_parser("predict", help="draw predictions on images and write COCO results JSON",
+                       description="With --engine torch (default) CONFIG is a run config and --checkpoint its "
+                       "weights; with --engine onnxruntime|pt2 CONFIG is a file written by `lsvr export`.")
     config_args(p)
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", default=None, help="weights (required with --engine torch)")
+    p.add_argument("--engine", choices=("torch", "onnxruntime", "pt2"), default="torch",
+                   help="run the PyTorch model, or an exported .onnx (onnxruntime) / .pt2 (torch.export) file")
     p.add_argument("images", nargs="+")
     p.add_argument("--out", default=None, help="output folder (default: work_dir/predict)")
     p.add_argument("--score-thresh", type=float, default=0.3, help="draw detections above this score")
     p.set_defaults(func=cmd.cmd_predict)
+
+    p = sub.add_parser("export", help="export a trained detector to ONNX or torch.export (pt2)",
+                       description="Write the detector (normalisation, backbone, neck, raw head outputs) as an ONNX "
+                       "or pt2 file plus a .lsvr.json sidecar (preprocessing, class names, versions, config). "
+                       "Decoding and NMS run in Python: lsvr predict --engine onnxruntime|pt2 MODEL IMAGES.")
+    config_args(p)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--format", choices=("onnx", "pt2"), required=True)
+    p.add_argument("--output", default=None, help="file to write (default: the checkpoint path with .onnx/.pt2)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                      help="fixed input size (multiples of data.size_divisor; default: the val pipeline's size)")
+    size.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
+    post = p.add_mutually_exclusive_group()
+    post.add_argument("--postprocess", dest="postprocess", action="store_true",
+                      help="decoding and NMS in the graph (not supported yet: exits 2 with the reason)")
+    post.add_argument("--no-postprocess", dest="postprocess", action="store_false", help="raw outputs (default)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
+    p.set_defaults(func=cmd.cmd_export, postprocess=False)
 
     p = sub.add_parser("validate", help="check a config without importing torch (--build: build it and run it once)")
     config_args(p)

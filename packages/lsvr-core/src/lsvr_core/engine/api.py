@@ -115,8 +115,8 @@ def _prepare(dataset: Any, image: torch.Tensor, image_id: int) -> tuple[torch.Te
 
 
 @torch.no_grad()
-def predict(cfg: Any, manager: Any, *, checkpoint: str, images: list[str], out_dir: str | None = None,
-            score_thresh: float = 0.3) -> int:
+def predict(cfg: Any, manager: Any, *, checkpoint: str | None, images: list[str], out_dir: str | None = None,
+            score_thresh: float = 0.3, model: Any = None) -> int:
     """Draw the predictions on ``images`` as PNGs and write ``results.json`` (COCO results format, written by
     :func:`lsvr_core.results.predictions_to_results`: boxes, and segmentation RLEs / keypoints when the model
     predicts them).
@@ -125,6 +125,10 @@ def predict(cfg: Any, manager: Any, *, checkpoint: str, images: list[str], out_d
     class names from the checkpoint, so no annotation file is needed). An input that is missing or cannot be
     decoded (including images too large to decode safely) is reported and skipped; ``results.json`` is
     always written.
+
+    ``model`` replaces the checkpoint's detector by any callable with its inference interface
+    (``model(batch) -> list[Predictions]``, original frame), e.g. an exported model
+    (:class:`lsvr_core.export.runtime.ExportedDetector`, whose ``class_names`` / ``category_ids`` are used).
 
     Returns:
         0, or 1 when some inputs were skipped.
@@ -139,14 +143,21 @@ def predict(cfg: Any, manager: Any, *, checkpoint: str, images: list[str], out_d
 
     setup_runtime(cfg)
     device = D.resolve_device(cfg.runtime.device)
-    ckpt = C.load(checkpoint)
-    names, category_ids = checkpoint_classes(ckpt)
+    if model is None:
+        if checkpoint is None:
+            raise LsvrError("predict needs --checkpoint (or an exported model with --engine)")
+        ckpt = C.load(checkpoint)
+        names, category_ids = checkpoint_classes(ckpt)
+    else:  # an exported model (lsvr_core.export.runtime.ExportedDetector) carries its class names
+        ckpt, device = None, torch.device("cpu")
+        names, category_ids = getattr(model, "class_names", None), getattr(model, "category_ids", None)
     dataset = predict_dataset_for(cfg, manager, need_annotations=names is None)
     if names is None:
         names = getattr(dataset, "classes", None)
         cat = getattr(dataset, "label_to_cat_id", None)
         category_ids = list(cat) if cat is not None else None
-    model = _load_model(cfg, manager, checkpoint, device, ckpt=ckpt)
+    if ckpt is not None:
+        model = _load_model(cfg, manager, checkpoint, device, ckpt=ckpt)
     precision = resolve_precision(cfg.runtime.precision, device)
     out = Path(out_dir) if out_dir else Path(cfg.runtime.work_dir) / "predict"
     ids, id_source = image_ids(images)

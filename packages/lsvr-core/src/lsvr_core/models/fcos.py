@@ -113,6 +113,44 @@ class FCOSHead(nn.Module):
                 for d, t in zip(detections, batch.targets)]
 
 
+    # --- export (lsvr export): raw outputs in the graph, decoding in Python ---------------------------------
+
+    def export_outputs(self, features: dict[str, Tensor]) -> tuple[Tensor, ...]:
+        """Per level, 4-D outputs of torchvision's FCOS sub-heads: ``cls`` (B, C, h, w) for every level, then
+        ``box`` (B, 4, h, w), then ``ctr`` (B, 1, h, w); :meth:`decode_outputs` flattens them as
+        ``FCOSHead.forward`` does and decodes."""
+        feats = [features[lv] for lv in self.in_levels]
+        cls_head, reg_head = self.head.classification_head, self.head.regression_head
+        cls = tuple(cls_head.cls_logits(cls_head.conv(x)) for x in feats)
+        reg_feats = [reg_head.conv(x) for x in feats]
+        box = tuple(nn.functional.relu(reg_head.bbox_reg(r)) for r in reg_feats)
+        ctr = tuple(reg_head.bbox_ctrness(r) for r in reg_feats)
+        return cls + box + ctr
+
+    @torch.no_grad()
+    def decode_outputs(self, outputs: tuple[Tensor, ...], batch: Batch) -> list[Predictions]:
+        """Input-frame predictions from :meth:`export_outputs` (torchvision's FCOS postprocess, as :meth:`predict`).
+
+        Raises:
+            ValueError: not ``3 x levels`` tensors.
+        """
+        n = len(self.in_levels)
+        if len(outputs) != 3 * n:
+            raise ValueError(f"fcos head: expected {3 * n} raw outputs, got {len(outputs)}")
+
+        def flat(ts: tuple[Tensor, ...]) -> Tensor:  # (B, K, h, w) per level -> (B, sum h w, K)
+            return torch.cat([t.permute(0, 2, 3, 1).reshape(t.shape[0], -1, t.shape[1]) for t in ts], 1).float()
+
+        cls, box, ctr = flat(outputs[:n]), flat(outputs[n : 2 * n]), flat(outputs[2 * n :])
+        anchors, counts = self.anchors(list(outputs[:n]))
+        split = {k: list(v.split(counts, dim=1)) for k, v in
+                 {"cls_logits": cls, "bbox_regression": box, "bbox_ctrness": ctr}.items()}
+        sizes = [tuple(t.image_size) for t in batch.targets]
+        detections = self._postprocess(split, [list(anchors.split(counts))] * len(sizes), sizes)
+        return [Predictions(d["boxes"], d["scores"], d["labels"], image_id=t.image_id)
+                for d, t in zip(detections, batch.targets, strict=True)]
+
+
 def _loss_targets(t: Targets) -> dict[str, Tensor]:
     """torchvision-style target dict without crowd and degenerate boxes (those are never positives)."""
     boxes = t.boxes.float()

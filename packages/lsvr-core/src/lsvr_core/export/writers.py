@@ -1,0 +1,98 @@
+"""Write an exported model: ``torch.export`` (pt2) or ONNX (``torch.onnx.export(dynamo=True)``).
+
+pt2 keeps lsvr's ``torch.library`` custom ops (``lsvr_ops::*``, traced through their fake kernels); loading
+the file needs the plugin that registers them installed (``lsvr predict --engine pt2`` loads the plugins).
+ONNX is traced with ``LSVR_KERNEL_BACKEND=reference``: the deformable and attention ops then run as their
+pure-PyTorch references (grid_sample + matmul, matmul + softmax), which export to standard ONNX operators
+(GridSample, MatMul, Softmax), so the file runs on any ONNX runtime without custom operators.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lsvr_core.errors import ConfigError, LsvrError
+
+DEFAULT_OPSET = 18
+
+
+@contextlib.contextmanager
+def reference_kernels() -> Iterator[None]:
+    """Run kernel plugins on their pure-PyTorch references while tracing (``LSVR_KERNEL_BACKEND=reference``)."""
+    old = os.environ.get("LSVR_KERNEL_BACKEND")
+    os.environ["LSVR_KERNEL_BACKEND"] = "reference"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("LSVR_KERNEL_BACKEND", None)
+        else:
+            os.environ["LSVR_KERNEL_BACKEND"] = old
+
+
+def dynamic_spec(dynamic: bool, size_divisor: int) -> dict[str, Any] | None:
+    """``dynamic_shapes`` for ``images``: batch, and H, W as multiples of the size divisor, when ``dynamic``."""
+    if not dynamic:
+        return None
+    from torch.export import Dim
+
+    return {"images": {0: Dim("batch", min=1, max=64), 2: size_divisor * Dim("h_blocks", min=1, max=64),
+                       3: size_divisor * Dim("w_blocks", min=1, max=64)}}
+
+
+def _blocked(err: Exception) -> LsvrError:
+    text = str(err).strip().splitlines()
+    head = next((line for line in text if line.strip()), type(err).__name__)
+    ops = sorted({w.strip("`'\",.():") for line in text for w in line.split() if "::" in w and "." in w})[:3]
+    where = f" (blocking op: {', '.join(ops)})" if ops else ""
+    return LsvrError(f"export failed{where}: {type(err).__name__}: {head[:300]}")
+
+
+def export_pt2(module: nn.Module, example: Tensor, path: Path, dynamic_shapes: dict[str, Any] | None) -> Path:
+    """``torch.export.export`` + ``torch.export.save``; returns ``path``.
+
+    Raises:
+        LsvrError: tracing failed (the message names the blocking op when torch does).
+    """
+    try:
+        program = torch.export.export(module, (example,), dynamic_shapes=dynamic_shapes, strict=False)
+    except Exception as err:  # torch raises many types; the user gets one line naming the cause
+        raise _blocked(err) from err
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.export.save(program, str(path))
+    return path
+
+
+def export_onnx(module: nn.Module, example: Tensor, path: Path, dynamic_shapes: dict[str, Any] | None,
+                num_outputs: int, opset: int = DEFAULT_OPSET) -> Path:
+    """Dynamo-based ONNX export with reference kernels, checked with ``onnx.checker``; returns ``path``.
+
+    Raises:
+        ConfigError: onnx / onnxscript are not installed (``pip install lsvr-core[export]``).
+        LsvrError: tracing or conversion failed (the message names the blocking op when known).
+    """
+    try:
+        import onnx
+        import onnxscript  # noqa: F401  (the dynamo exporter needs it)
+    except ImportError as err:
+        raise ConfigError(f"--format onnx needs onnx and onnxscript ({err.name} is missing): "
+                          "pip install lsvr-core[export]") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = [f"output_{i}" for i in range(num_outputs)]
+    try:
+        with reference_kernels():
+            program = torch.onnx.export(module, (example,), dynamo=True, opset_version=opset,
+                                        input_names=["images"], output_names=names, dynamic_shapes=dynamic_shapes,
+                                        verbose=False)
+        program.save(str(path))
+    except Exception as err:
+        raise _blocked(err) from err
+    onnx.checker.check_model(str(path), full_check=True)
+    return path
