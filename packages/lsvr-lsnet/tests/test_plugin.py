@@ -52,3 +52,23 @@ def test_reference_hyperparameters() -> None:
     assert (cfg.schedule.epochs, cfg.schedule.milestones) == (24, [12, 20])
     assert cfg.model.head.loss_refine.loss_type == "keypoint" and cfg.model.head.loss_box_refine.loss_weight == 0.2
     assert cfg.data.batch_size == 6 and cfg.data.train.pipeline.short_side_range == (480, 960)
+
+
+REFERENCE_RECIPES = [r for r in LSNET_RECIPES if r != "lsnet:demo" and "coco_mini" not in r]
+
+
+@pytest.mark.parametrize("ref", REFERENCE_RECIPES)
+def test_reference_recipes_keep_reference_numerics(ref: str) -> None:
+    """Reference recipes: fp32 (never `auto`), lr 0.01 per 16 images (pose 48) scaled to the actual total batch,
+    GN in the FPN extra levels and the reference's compounding offset scaling (spec §2.1, §8, §11.1)."""
+    cfg = load_config(ref, get_plugin_manager())
+    assert cfg.runtime.precision == "fp32"
+    assert cfg.optim.lr == 0.01 and cfg.optim.auto_scale_lr.enabled
+    assert cfg.optim.auto_scale_lr.base_batch_size == (48 if cfg.task.startswith("pose") else 16)
+    assert cfg.model.neck.norm == "gn" and cfg.model.neck.extra_norm
+    assert cfg.model.head.faithful_offset_scaling
+
+
+def test_coco_mini_recipes_do_not_rescale_their_lr() -> None:
+    for ref in (r for r in LSNET_RECIPES if "coco_mini" in r):
+        assert not load_config(ref, get_plugin_manager()).optim.auto_scale_lr.enabled, ref

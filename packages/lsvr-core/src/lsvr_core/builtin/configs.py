@@ -36,6 +36,8 @@ class FPNConfig(NeckConfig):
     extra_source: Literal["c5", "p5"] = "p5"
     extra_relu: bool = Field(True, description="ReLU before each extra level after the first (RetinaNet/FCOS)")
     norm: Literal["none", "gn"] = "none"
+    extra_norm: bool = Field(False, description="GroupNorm(32) after each extra-level conv (then bias-free), as "
+                             "the LSNet reference FPN (norm_cfg applies to P6/P7 too); needs norm: gn")
 
 
 class FocalLossConfig(LossConfig):

@@ -46,8 +46,17 @@ class DataSection(Section):
     size_divisor: int = Field(32, gt=0, description="batched images are padded to a multiple of this")
 
 
+class AutoScaleLRSection(Section):
+    """Linear lr scaling (Goyal et al. 2017): lr_used = optim.lr * total_batch / base_batch_size, where
+    total_batch = data.batch_size * world size."""
+
+    enabled: bool = False
+    base_batch_size: int = Field(16, gt=0, description="the total batch optim.lr was written for")
+
+
 class OptimSection(Section):
-    """Optimizer with parameter groups. ``lr`` is for the whole (global) batch as written."""
+    """Optimizer with parameter groups. ``lr`` is for the whole (global) batch as written, or for
+    ``auto_scale_lr.base_batch_size`` images when ``auto_scale_lr.enabled``."""
 
     type: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.01, gt=0)
@@ -56,6 +65,7 @@ class OptimSection(Section):
     weight_decay: float = Field(1e-4, ge=0)
     no_decay_norm_bias: bool = False
     grad_clip: float | None = Field(None, gt=0, description="max global L2 norm of gradients")
+    auto_scale_lr: AutoScaleLRSection = AutoScaleLRSection()
 
 
 class ScheduleSection(Section):

@@ -24,6 +24,7 @@ from lsvr_core.engine import distributed as D
 from lsvr_core.engine.build import build_dataset, build_evaluator, build_model, setup_runtime
 from lsvr_core.engine.data import GroupedBatchSampler, SeededDataset, train_loader
 from lsvr_core.engine.evaluate import draw_samples, eval_subset, predict_dataset, score
+from lsvr_core.engine.lr_scaling import effective_lr
 from lsvr_core.engine.optim import build_optimizer, grad_norm_params, resolve_precision
 from lsvr_core.engine.progress import Progress, metrics_table
 from lsvr_core.engine.schedule import build_scheduler
@@ -57,8 +58,11 @@ class Trainer:
         self.log, self._drop = setup_logging(self.work.log, dist.is_main)
         setup_runtime(cfg)
         self.precision = resolve_precision(cfg.runtime.precision, device)
+        self.lr, lr_text = effective_lr(cfg.optim, cfg.data.batch_size, dist.world_size)
+        auto = " (auto)" if cfg.runtime.precision == "auto" else ""
         self.log.info(f"lsvr {__version__} run {source or '(config object)'} -> {self.work.root} | device {device} "
-                      f"x{dist.world_size} | precision {self.precision.name} | torch {torch.__version__}")
+                      f"x{dist.world_size} | {lr_text} | precision {self.precision.name}{auto} | "
+                      f"torch {torch.__version__}")
 
         self.train_ds = SeededDataset(build_dataset(cfg, manager, train=True), cfg.runtime.seed)
         self.sampler = GroupedBatchSampler(
@@ -77,7 +81,7 @@ class Trainer:
         if cfg.model.init_from and cfg.model.init_from != "torchvision":
             C.load_weights(model, cfg.model.init_from, self.log)
         self.model = model
-        self.optimizer = build_optimizer(model, cfg.optim)
+        self.optimizer = build_optimizer(model, cfg.optim.model_copy(update={"lr": self.lr}))
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, self.iters_per_epoch, self.total_iters)
         self.scaler = self.precision.grad_scaler()
         self.epoch = self.iter = self.batch_in_epoch = 0
