@@ -24,6 +24,7 @@ from lsvr_core.structures import collate
 IMAGES = {"bbox": [249346, 84533, 172123, 187334], "segm": [249346, 84533, 172123, 187334],
           "pose_bbox": [535506, 84533, 37666, 30752]}
 ITERS = {"bbox": 150, "segm": 150, "pose_bbox": 150}
+CPV_ITERS = 75
 
 
 def four_image_annotations(coco_mini: Path, task: str, out: Path) -> Path:
@@ -38,7 +39,8 @@ def four_image_annotations(coco_mini: Path, task: str, out: Path) -> Path:
     return out
 
 
-def overfit(coco_mini: Path, tmp_path: Path, task: str) -> dict[str, float]:
+def overfit(coco_mini: Path, tmp_path: Path, task: str, head: dict | None = None,
+            iters: int | None = None) -> dict[str, float]:
     torch.manual_seed(0)
     torch.set_num_threads(1)  # see the root conftest: 2 threads on a busy 2-core machine stall
     ann = four_image_annotations(coco_mini, task, tmp_path / "ann.json")
@@ -51,7 +53,7 @@ def overfit(coco_mini: Path, tmp_path: Path, task: str) -> dict[str, float]:
             "backbone": {"type": "resnet", "depth": 18, "frozen_stages": 4, "norm": "bn", "norm_eval": False},
             "neck": {"type": "fpn", "out_channels": 32, "norm": "gn", "extra_source": "c5", "extra_relu": False},
             "head": {"type": "lsnet", "feat_channels": 32, "stacked_convs": 1, "conv_module": "plain",
-                     "norm_groups": 16},
+                     "norm_groups": 16, **(head or {})},
         },
         "data": {"root": str(coco_mini), "train": dataset, "val": dataset},
         "eval": {"evaluator": {"type": "coco"}},
@@ -64,9 +66,10 @@ def overfit(coco_mini: Path, tmp_path: Path, task: str) -> dict[str, float]:
     assert batch.images.shape[0] == 4
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=3e-3, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=ITERS[task], pct_start=0.1)
+    iters = iters or ITERS[task]
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=iters, pct_start=0.1)
     model.train()
-    for _ in range(ITERS[task]):
+    for _ in range(iters):
         loss = sum(model(batch).values())
         optimizer.zero_grad()
         loss.backward()
@@ -89,3 +92,12 @@ def test_overfit_four_coco_mini_images(coco_mini: Path, tmp_path: Path, task: st
     metrics = overfit(coco_mini, tmp_path, task)
     print(task, {k: round(v, 3) for k, v in metrics.items() if k.endswith(("/AP", "/AP50"))})  # shown with -s
     assert metrics[metric] >= threshold, {k: round(v, 3) for k, v in metrics.items() if "AP" in k}
+
+
+@pytest.mark.slow
+def test_cpv_overfits_four_coco_mini_images(coco_mini: Path, tmp_path: Path) -> None:
+    """LSNet-CPV (``lscpv`` head: corner pooling, heatmaps, semantic branch, corner snapping), issue 16:
+    bbox AP50 >= 0.8 on the 4 images it trained on."""
+    metrics = overfit(coco_mini, tmp_path, "bbox", head={"type": "lscpv", "corner_dim": 16}, iters=CPV_ITERS)
+    print("cpv", {k: round(v, 3) for k, v in metrics.items() if k.endswith(("/AP", "/AP50"))})  # shown with -s
+    assert metrics["bbox/AP50"] >= 0.8, {k: round(v, 3) for k, v in metrics.items() if "AP" in k}

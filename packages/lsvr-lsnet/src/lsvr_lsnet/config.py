@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from lsvr_core.builtin.configs import FocalLossConfig
+from lsvr_core.builtin.configs import FocalLossConfig, SmoothL1LossConfig
 from lsvr_core.specs import AssignerConfig, HeadConfig, LossConfig
 from pydantic import Field
 
@@ -79,3 +79,46 @@ class LSNetHeadConfig(HeadConfig):
     nms_iou: float = Field(0.6, gt=0, le=1, description="class-wise NMS IoU threshold")
     max_per_img: int | None = Field(None, gt=0, description="detections per image (None: 100, pose 20)")
     pose_min_area: float = Field(1024.0, ge=0, description="pose: drop boxes with area <= this (original px^2)")
+
+
+class PointHeatmapAssignerConfig(AssignerConfig):
+    """CPV corner heatmap targets: nearest point per corner and level + Gaussian bumps (spec §3.3, §5)."""
+
+    type: Literal["point_hm"] = "point_hm"
+    gaussian_bump: bool = Field(True, description="soft targets exp(-d^2 / 2 sigma^2) within the CornerNet radius")
+    gaussian_iou: float = Field(0.7, gt=0, lt=1, description="min IoU that sets the CornerNet radius")
+
+
+class GaussianFocalLossConfig(LossConfig):
+    """CornerNet focal loss on Gaussian heatmap targets (CPV corners, spec §5)."""
+
+    type: Literal["gaussian_focal"] = "gaussian_focal"
+    alpha: float = Field(2.0, ge=0)
+    gamma: float = Field(4.0, ge=0)
+    loss_weight: float = Field(1.0, ge=0)
+
+
+class SEPFocalLossConfig(LossConfig):
+    """Focal loss with separately normalised positives and negatives (CPV semantic branch, spec §5)."""
+
+    type: Literal["sep_focal"] = "sep_focal"
+    alpha: float = Field(0.25, ge=0, le=1)
+    gamma: float = Field(2.0, ge=0)
+    loss_weight: float = Field(1.0, ge=0)
+
+
+class LSCPVHeadConfig(LSNetHeadConfig):
+    """LSNet bbox head with corner point verification (``LSCPVHead``, spec §5): a shared DCN block, a semantic
+    branch, top-left / bottom-right corner pooling with heatmap + offset outputs fed to the refiner and the
+    classifier, and corner snapping of the boxes of levels 2..5 at inference."""
+
+    type: Literal["lscpv"] = "lscpv"  # type: ignore[assignment]
+    shared_stacked_convs: int = Field(1, ge=0, description="blocks after the box tower feeding corners and semantics")
+    corner_dim: int = Field(64, gt=0, description="channels of the pooled corner branches")
+    corner_first_kernel: int = Field(3, gt=0, description="kernel of the pre-pool convs (odd)")
+    corner_kernel: int = Field(1, gt=0, description="kernel of the corner block's output conv (odd)")
+    snap_corners: bool = Field(True, description="inference: move box corners to the corner heatmap maxima (§5)")
+    assigner_heatmap: AssignerConfig = PointHeatmapAssignerConfig()
+    loss_heatmap: LossConfig = GaussianFocalLossConfig(loss_weight=0.25)
+    loss_offset: LossConfig = SmoothL1LossConfig(beta=1.0 / 9, loss_weight=1.0)
+    loss_sem: LossConfig = SEPFocalLossConfig(loss_weight=0.1)

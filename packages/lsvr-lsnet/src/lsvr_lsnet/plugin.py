@@ -15,6 +15,9 @@ def lsvr_heads() -> list[ComponentSpec]:
     return [
         ComponentSpec("head", "lsnet", c.LSNetHeadConfig, f"{_P}.head:build_lsnet_head",
                       "LSNet: anchor point + landmarks with cross-IoU loss and pyramid deformable sampling", c.TASKS),
+        ComponentSpec("head", "lscpv", c.LSCPVHeadConfig, f"{_P}.cpv.head:build_lscpv_head",
+                      "LSNet bbox with corner point verification (corner pooling, heatmaps, corner snapping)",
+                      ("bbox",)),
     ]
 
 
@@ -25,6 +28,8 @@ def lsvr_assigners() -> list[ComponentSpec]:
                       "one nearest grid point per object on its scale-selected level (LSNet init stage)"),
         ComponentSpec("assigner", "atss", c.ATSSAssignerConfig, f"{_P}.assigners.atss:build_atss",
                       "ATSS top-k per level over predicted boxes (LSNet refine stage and classifier)"),
+        ComponentSpec("assigner", "point_hm", c.PointHeatmapAssignerConfig, f"{_P}.assigners.point_hm:build_point_hm",
+                      "corner heatmaps: nearest point per box corner and level + Gaussian bumps (LSNet CPV)"),
     ]
 
 
@@ -33,6 +38,10 @@ def lsvr_losses() -> list[ComponentSpec]:
     return [
         ComponentSpec("loss", "cross_iou", c.CrossIoULossConfig, f"{_P}.losses.cross_iou:build_cross_iou",
                       "cross-IoU of (up, down, left, right) landmark vectors: bbox, polygon, keypoint"),
+        ComponentSpec("loss", "gaussian_focal", c.GaussianFocalLossConfig, f"{_P}.losses.corner:build_gaussian_focal",
+                      "CornerNet focal loss on Gaussian heatmap targets (LSNet CPV corners)"),
+        ComponentSpec("loss", "sep_focal", c.SEPFocalLossConfig, f"{_P}.losses.corner:build_sep_focal",
+                      "focal loss with separately normalised positives / negatives (LSNet CPV semantic maps)"),
     ]
 
 
