@@ -35,7 +35,7 @@ LSNET_RECIPES = [r.ref for r in get_plugin_manager().recipes() if r.namespace ==
 @pytest.mark.parametrize("ref", LSNET_RECIPES)
 def test_recipes_validate(ref: str) -> None:
     cfg = load_config(ref, get_plugin_manager())
-    assert cfg.model.head.type == "lsnet"
+    assert cfg.model.head.type in ("lsnet", "lscpv")
     if ref.startswith("lsnet:coco_mini") or ref == "lsnet:demo":
         assert cfg.runtime.device == "cpu"
     if "coco_mini" in ref:

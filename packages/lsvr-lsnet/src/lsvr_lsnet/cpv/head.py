@@ -130,7 +130,10 @@ class LSCPVHead(nn.Module):
             levels = torch.bucketize(point_index, starts, right=True)
             scores = [s[i].float() for s in corners.scores]
             offsets = [o[i].float() for o in corners.offsets]
-            return snap_corners(boxes, levels, scores, offsets, self.strides, tuple(meta.image_size))
+            snapped = snap_corners(boxes, levels, scores, offsets, self.strides, tuple(meta.image_size))
+            # a snapped top-left corner can pass the bottom-right one; order them, as LSNet does for its boxes
+            return torch.cat([torch.minimum(snapped[:, :2], snapped[:, 2:]),
+                              torch.maximum(snapped[:, :2], snapped[:, 2:])], dim=1)
 
         return self.postprocessor(out, batch, self.strides, refine_boxes=refine)
 
