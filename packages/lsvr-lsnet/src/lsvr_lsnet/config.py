@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 from lsvr_core.builtin.configs import FocalLossConfig, SmoothL1LossConfig
-from lsvr_core.specs import AssignerConfig, HeadConfig, LossConfig
+from lsvr_core.specs import AssignerConfig, BackboneConfig, HeadConfig, LossConfig
 from pydantic import Field
 
 TASKS: tuple[str, ...] = ("bbox", "segm", "pose_bbox", "pose_kbox")
@@ -122,3 +122,23 @@ class LSCPVHeadConfig(LSNetHeadConfig):
     loss_heatmap: LossConfig = GaussianFocalLossConfig(loss_weight=0.25)
     loss_offset: LossConfig = SmoothL1LossConfig(beta=1.0 / 9, loss_weight=1.0)
     loss_sem: LossConfig = SEPFocalLossConfig(loss_weight=0.1)
+
+
+class Res2NetConfig(BackboneConfig):
+    """Res2Net (Gao et al. 2019) v1d trunk (deep stem, average-pool shortcuts) as in mmdetection, returning
+    c2..c5 (strides 4, 8, 16, 32); the backbone of the LSNet R2-101 rows (spec §2.1)."""
+
+    type: Literal["res2net"] = "res2net"
+    depth: Literal[50, 101, 152] = 101
+    scales: int = Field(4, ge=2, description="splits of each bottleneck's 3x3 stage (the 's' of 26w x 4s)")
+    base_width: int = Field(26, gt=0, description="width of one split for the first stage (the 'w' of 26w x 4s)")
+    deep_stem: bool = Field(True, description="three 3x3 convs instead of the 7x7 stem (v1d)")
+    avg_down: bool = Field(True, description="average-pool then 1x1 conv in strided shortcuts (v1d)")
+    frozen_stages: int = Field(1, ge=-1, le=4, description="-1: none; 0: stem; k: stem and stages 1..k")
+    norm: Literal["bn", "frozen_bn", "syncbn"] = "bn"
+    norm_eval: bool = Field(True, description="keep BatchNorm in eval mode while training")
+    dcn_stages: tuple[bool, bool, bool, bool] = Field(
+        (False, False, False, False), description="DCNv2 for every 3x3 split conv of stages c2..c5 (zero-init offsets)")
+    out_levels: tuple[str, ...] = ("c3", "c4", "c5")
+    weights: str | None = Field(None, description="local ImageNet checkpoint (mmdetection key names, e.g. "
+                                "res2net101_v1d_26w_4s_mmdetv2-f0a600f9.pth); never downloaded")

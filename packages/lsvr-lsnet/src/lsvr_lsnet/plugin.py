@@ -11,6 +11,14 @@ _P = "lsvr_lsnet"
 
 
 @hookimpl
+def lsvr_backbones() -> list[ComponentSpec]:
+    return [
+        ComponentSpec("backbone", "res2net", c.Res2NetConfig, f"{_P}.backbones.res2net:build_res2net",
+                      "Res2Net v1d (26w x 4s) with optional DCNv2, mmdetection layout (LSNet R2-101 rows)"),
+    ]
+
+
+@hookimpl
 def lsvr_heads() -> list[ComponentSpec]:
     return [
         ComponentSpec("head", "lsnet", c.LSNetHeadConfig, f"{_P}.head:build_lsnet_head",
