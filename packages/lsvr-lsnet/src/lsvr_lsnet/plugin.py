@@ -59,19 +59,29 @@ _SUMMARIES = {
     "coco_mini_segm": "LSNet contours (segm), short CPU run on ../shared/data/coco_mini",
     "coco_mini_pose": "LSNet keypoints (obj-box), short CPU run on ../shared/data/coco_mini",
     "coco_mini_cpv": "LSNet-CPV (corner point verification) bbox, short CPU run on ../shared/data/coco_mini",
-    "bbox_r50_1x_coco": "reference: LSNet bbox R-50 FPN, 1x (12 epochs) on COCO",
-    "bbox_r50_mstrain_2x_coco": "reference: LSNet bbox R-50, multi-scale train, 2x",
-    "bbox_x101_mstrain_2x_coco": "reference: LSNet bbox ResNeXt-101 64x4d, multi-scale 2x",
-    "bbox_x101_dconv_c3-c5_mstrain_2x_coco": "reference: LSNet bbox X-101 + DCNv2 C3-C5, multi-scale 2x",
-    "bbox_cpv_x101_dconv_c3-c5_mstrain_2x_coco": "reference: LSNet-CPV bbox X-101 + DCNv2 C3-C5, multi-scale 2x",
-    "segm_r50_1x_coco": "reference: LSNet 36-point contours R-50, 1x",
-    "segm_r50_mstrain_2x_coco": "reference: LSNet contours R-50, multi-scale 2x",
-    "segm_x101_mstrain_30e_coco": "reference: LSNet contours X-101, multi-scale 30 epochs",
-    "segm_x101_dconv_c3-c5_mstrain_30e_coco": "reference: LSNet contours X-101 + DCNv2, multi-scale 30 epochs",
-    "pose_bbox_r50_1x_coco": "reference: LSNet keypoints with object boxes R-50, 1x",
-    "pose_bbox_r50_mstrain_2x_coco": "reference: LSNet keypoints obj-box R-50, multi-scale 2x",
-    "pose_bbox_x101_dconv_c3-c5_mstrain_2x_coco": "reference: LSNet keypoints obj-box X-101 + DCNv2 (60 epochs)",
-    "pose_kbox_x101_dconv_c3-c5_mstrain_2x_coco": "reference: LSNet keypoints with keypoint boxes X-101 + DCNv2",
+    "bbox_r50_1x_coco": "reference: LSNet bbox R-50, 1x (no README row)",
+    "bbox_r50_mstrain_2x_coco": "README bbox row 'LSNet R-50' (MS train 2x): 44.8 AP test-dev",
+    "bbox_x101_mstrain_2x_coco": "README bbox row 'LSNet X-101-64x4d': 48.2 AP test-dev",
+    "bbox_x101_dconv_c3-c5_mstrain_2x_coco": "README bbox row 'LSNet X-101-64x4d-DCN': 49.6 AP test-dev",
+    "bbox_cpv_x101_dconv_c3-c5_mstrain_2x_coco": "README bbox row 'LSNet-CPV X-101-64x4d-DCN': 50.4 AP test-dev",
+    "bbox_cpv_res2_101_dconv_c3-c5_mstrain_2x_coco": "README bbox row 'LSNet-CPV R2-101-DCN': 51.1 AP test-dev",
+    "bbox_cpv_res2_101_dconv_c3-c5_mstrain_2x_coco_mstest":
+        "README bbox row 'LSNet-CPV* R2-101-DCN' (multi-scale test): 53.5 AP test-dev",
+    "segm_r50_1x_coco": "reference: LSNet contours R-50, 1x (no README row)",
+    "segm_r50_mstrain_2x_coco": "reference: LSNet contours R-50, MS train 2x (no README row)",
+    "segm_x101_mstrain_30e_coco": "reference: LSNet contours X-101, MS train 30e (no README row)",
+    "segm_x101_dconv_c3-c5_mstrain_30e_coco": "README segm row 'LSNet X-101-64x4d-DCN': 37.6 mask AP test-dev",
+    "segm_x101_dconv_c3-c5_mstrain_30e_coco_mstest":
+        "README segm row 'LSNet* X-101-64x4d-DCN' (multi-scale test): 39.7 mask AP test-dev",
+    "segm_res2_101_dconv_c3-c5_mstrain_30e_coco": "README segm row 'LSNet R2-101-DCN': 38.0 mask AP test-dev",
+    "segm_res2_101_dconv_c3-c5_mstrain_30e_coco_mstest":
+        "README segm row 'LSNet* R2-101-DCN' (multi-scale test): 40.2 mask AP test-dev",
+    "pose_bbox_r50_1x_coco": "reference: LSNet keypoints obj-box R-50, 1x (no README row)",
+    "pose_bbox_r50_mstrain_2x_coco": "reference: LSNet keypoints obj-box R-50, MS train 2x (no README row)",
+    "pose_bbox_x101_dconv_c3-c5_mstrain_2x_coco":
+        "README keypoint row 'LSNet w/ obj-box X-101-64x4d-DCN' (60 epochs): 55.7 keypoint AP test-dev",
+    "pose_kbox_x101_dconv_c3-c5_mstrain_2x_coco":
+        "README keypoint row 'LSNet w/ kps-box X-101-64x4d-DCN': 59.0 keypoint AP test-dev",
 }
 
 
