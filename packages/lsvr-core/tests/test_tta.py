@@ -24,7 +24,7 @@ class RectangleFinder(nn.Module):
 
     def forward(self, batch):
         out = []
-        for img, meta in zip(batch.images, batch.targets):
+        for img, meta in zip(batch.images, batch.targets, strict=True):
             h, w = meta.image_size
             ys, xs = (img[0, :h, :w] > 128).nonzero(as_tuple=True)
             x0, y0, x1, y1 = xs.min().float(), ys.min().float(), xs.max().float() + 1, ys.max().float() + 1

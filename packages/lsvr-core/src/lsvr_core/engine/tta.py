@@ -157,7 +157,7 @@ def merge_predictions(preds: list[Predictions], cfg: Any, image_id: int) -> Pred
         parts.append((b, s, v, torch.full_like(s, label, dtype=torch.int64)))
     if not parts:
         return _select(allp, torch.zeros(0, dtype=torch.int64))
-    b, s, v, lab = (torch.cat(x) for x in zip(*parts))
+    b, s, v, lab = (torch.cat(x) for x in zip(*parts, strict=True))
     top = s.argsort(descending=True)[: cfg.max_per_img]
     out = Predictions(boxes=b[top], scores=s[top], labels=lab[top], image_id=image_id, frame="original")
     start = 0

@@ -109,7 +109,7 @@ class LSCPVHead(nn.Module):
             the LSNet outputs (logits, init and refined bbox cross vectors) and the CPV outputs per level.
         """
         per_level = [self._stage1(features[name]) for name in self.level_names]
-        cls_feats, box_feats, inits, offs, scores, corner_offs, sems = (list(v) for v in zip(*per_level))
+        cls_feats, box_feats, inits, offs, scores, corner_offs, sems = (list(v) for v in zip(*per_level, strict=True))
         levels = range(len(per_level))
         cls = [self.cls_out(self.cls_fusion(cls_feats, lv, offs[lv])) for lv in levels]
         refine = [F.softplus(self.refine_out(self.bbox_fusion(box_feats, lv, offs[lv])) + inits[lv].detach())
@@ -178,14 +178,15 @@ def build_lscpv_head(cfg: LSCPVHeadConfig, input_shape: dict[str, ShapeSpec], nu
             loss_cfg = loss_cfg.model_copy(update={"loss_type": "bbox"})
         return _build(registry, "loss", loss_cfg)
 
+    landmark_losses = {"loss_init": landmark_loss(cfg.loss_init), "loss_refine": landmark_loss(cfg.loss_refine)}
     criterion = LSNetCriterion(layout, _build(registry, "assigner", cfg.assigner_init),
-                               _build(registry, "assigner", cfg.assigner_refine), _build(registry, "loss", cfg.loss_cls),
-                               {"loss_init": landmark_loss(cfg.loss_init), "loss_refine": landmark_loss(cfg.loss_refine)},
-                               cfg.point_base_scale, cfg.pad_divisor)
+                               _build(registry, "assigner", cfg.assigner_refine),
+                               _build(registry, "loss", cfg.loss_cls), landmark_losses, cfg.point_base_scale,
+                               cfg.pad_divisor)
     corner_criterion = CornerCriterion(_build(registry, "assigner", cfg.assigner_heatmap),
                                        _build(registry, "loss", cfg.loss_heatmap),
-                                       _build(registry, "loss", cfg.loss_offset), _build(registry, "loss", cfg.loss_sem),
-                                       num_classes, cfg.pad_divisor)
+                                       _build(registry, "loss", cfg.loss_offset),
+                                       _build(registry, "loss", cfg.loss_sem), num_classes, cfg.pad_divisor)
     postprocessor = LSNetPostprocessor(layout, cfg.nms_pre or 1000, cfg.score_thr, cfg.nms_iou,
                                        cfg.max_per_img or 100, cfg.pose_min_area, cfg.pad_divisor)
     strides = [input_shape[lv].stride for lv in cfg.in_levels]
