@@ -8,8 +8,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from lsvr_core.builtin.configs import FocalLossConfig, SmoothL1LossConfig
-from lsvr_core.specs import AssignerConfig, BackboneConfig, HeadConfig, LossConfig
+from lsvr_core.api import (
+    AssignerConfig,
+    BackboneConfig,
+    FocalLossConfig,
+    HeadConfig,
+    LossConfig,
+    SmoothL1LossConfig,
+)
 from pydantic import Field
 
 TASKS: tuple[str, ...] = ("bbox", "segm", "pose_bbox", "pose_kbox")

@@ -26,7 +26,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.poolers import initLevelMapper
 
 from lsvr_core.builtin.mask_rcnn_config import MaskRCNNHeadConfig
-from lsvr_core.contracts import ShapeSpec
+from lsvr_core.contracts import Registry, ShapeSpec
 from lsvr_core.errors import ConfigError, DataError
 from lsvr_core.models.norm import group_norm_layer
 from lsvr_core.structures import Batch, Predictions
@@ -173,6 +173,6 @@ class MaskRCNNHead(nn.Module):
 
 
 def build_mask_rcnn_head(cfg: MaskRCNNHeadConfig, input_shape: dict[str, ShapeSpec], num_classes: int,
-                         task: str) -> MaskRCNNHead:
+                         task: str, *, registry: Registry | None = None) -> MaskRCNNHead:
     """Factory of the built-in ``mask_rcnn`` head; see :class:`MaskRCNNHead`."""
     return MaskRCNNHead(cfg, input_shape, num_classes, task)

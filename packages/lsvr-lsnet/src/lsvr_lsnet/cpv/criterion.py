@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lsvr_core.structures import Batch
+from lsvr_core.api import Batch
 from torch import Tensor, nn
 
 from lsvr_lsnet.criterion import flatten_levels

@@ -6,9 +6,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lsvr_core.contracts import ShapeSpec
-from lsvr_core.errors import ConfigError
-from lsvr_core.structures import Batch, Predictions, Targets
+from lsvr_core.api import Batch, ConfigError, Predictions, Registry, ShapeSpec, Targets
 from torch import Tensor, nn
 
 from lsvr_lsnet.branches import _BASE_GRID, sampling_points
@@ -143,23 +141,21 @@ def _build(registry: Any, kind: str, cfg: Any) -> Any:
 
 
 def build_lscpv_head(cfg: LSCPVHeadConfig, input_shape: dict[str, ShapeSpec], num_classes: int, task: str, *,
-                     registry: Any = None) -> LSCPVHead:
+                     registry: Registry | None = None) -> LSCPVHead:
     """Factory of the ``lscpv`` head: ``factory(cfg, input_shape, num_classes, task, *, registry=None)``.
 
-    Nested components (assigners, losses) are built through ``registry`` (the plugin manager building this head;
-    the global one when None).
+    Nested components (assigners, losses) are built through ``registry`` (the plugin manager building this head).
 
     Raises:
-        ConfigError: a task other than bbox, a level missing from ``input_shape``, unequal level channels, or
-            channels not divisible by ``norm_groups``.
+        ConfigError: a task other than bbox, a level missing from ``input_shape``, unequal level channels,
+            channels not divisible by ``norm_groups``, or no ``registry``.
     """
     if task != "bbox":
         raise ConfigError(f"model.head: the lscpv head (corner point verification) supports task bbox only, "
                           f"got task {task!r}")
     if registry is None:
-        from lsvr_core.plugins import get_plugin_manager
-
-        registry = get_plugin_manager()
+        raise ConfigError("model.head: the lscpv head builds its assigners and losses through registry= (the "
+                          "plugin manager building it); none was given")
     missing = [lv for lv in cfg.in_levels if lv not in input_shape]
     if missing:
         raise ConfigError(f"model.head.in_levels {list(cfg.in_levels)}: {missing} not produced by the neck, which "
