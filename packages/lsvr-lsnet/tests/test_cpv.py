@@ -159,7 +159,7 @@ def test_point_hm_assigner_and_losses_conformance() -> None:
                (torch.rand(20, generator=gen) * 0.98 + 0.01, target), empty_inputs=(torch.zeros(0), torch.zeros(0)))
     sem_target = (torch.rand(20, generator=gen) > 0.7).float()
     spec = get_plugin_manager().get("loss", "sep_focal")
-    check_loss(lambda c: _BoundSEP(spec.load()(c), sem_target), SEPFocalLossConfig(loss_weight=0.1),
+    check_loss(lambda c, **kw: _BoundSEP(spec.load()(c, **kw), sem_target), SEPFocalLossConfig(loss_weight=0.1),
                (torch.randn(20, generator=gen),), empty_inputs=(torch.zeros(0),))
 
 
