@@ -32,7 +32,9 @@ class NewPluginFakeData(DatasetConfig):
 
 @hookimpl
 def lsvr_datasets():
-    return [ComponentSpec("dataset", "newplugin_fake_data", NewPluginFakeData, "x:y", "test only")]
+    # the factory module is this file (imported as lsvr_user_plugin_fake_data); validate checks that it exists
+    return [ComponentSpec("dataset", "newplugin_fake_data", NewPluginFakeData, "lsvr_user_plugin_fake_data:build",
+                          "test only")]
 '''
 
 CONFIG = """

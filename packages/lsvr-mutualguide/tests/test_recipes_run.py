@@ -1,5 +1,5 @@
-"""``lsvr run mutualguide:voc_sample`` / ``coco_mini`` train and evaluate on the real data (capped to a few
-iterations and images) and report the VOC / COCO metrics."""
+"""``lsvr run mutualguide:voc_sample`` / ``coco_mini`` and the RFB, MixUp and v2 (EMA) smoke recipes train and
+evaluate on the real data (capped to a few iterations and images) and report the VOC / COCO metrics."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ REPO = Path(__file__).resolve().parents[3]
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe,keys", [("voc_sample", {"voc/mAP50", "voc/mAP"}),
-                                         ("coco_mini", {"bbox/AP", "bbox/AP50"})])
+                                         ("coco_mini", {"bbox/AP", "bbox/AP50"}),
+                                         ("voc_sample_rfb", {"voc/mAP50", "voc/mAP"}),
+                                         ("voc_sample_mixup", {"voc/mAP50", "voc/mAP"}),
+                                         ("coco_mini_v2", {"bbox/AP", "bbox/AP50"})])
 def test_recipe_trains_and_evaluates(recipe: str, keys: set[str], shared_data: Path, tmp_path: Path) -> None:
-    data_root = shared_data / ("voc2012_sample" if recipe == "voc_sample" else "coco_mini")
+    data_root = shared_data / ("voc2012_sample" if recipe.startswith("voc_sample") else "coco_mini")
     cmd = [sys.executable, "-m", "lsvr_core.cli.main", "run", f"mutualguide:{recipe}",
            "-o", f"data.root={data_root}", "-o", f"runtime.work_dir={tmp_path}", "-o", "runtime.threads=1",
            "-o", "runtime.device=cpu", "-o", "schedule.epochs=1", "-o", "schedule.max_iters=2",

@@ -33,6 +33,7 @@ from typing import Any
 
 import pluggy
 
+from lsvr_core.fields import TargetFieldSpec
 from lsvr_core.specs import ComponentSpec, ConverterSpec, RecipeSpec, RunInfo
 
 PROJECT = "lsvr"
@@ -97,6 +98,36 @@ def lsvr_weight_converters() -> list[ConverterSpec]:
     Each :class:`~lsvr_core.specs.ConverterSpec` names a format (e.g. ``mutualguide-v1``) and a lazily imported
     ``(state_dict) -> state_dict`` callable that raises :class:`~lsvr_core.errors.ConversionError` with the full
     list of keys it cannot map.
+    """
+
+
+@hookspec
+def lsvr_target_fields() -> list[TargetFieldSpec]:
+    """Per-instance target fields this plugin adds beyond what every task shares.
+
+    Core's :class:`~lsvr_core.structures.Targets` and :class:`~lsvr_core.structures.Predictions` hold boxes,
+    labels, crowd flags, masks / polygons, keypoints and image metadata. Anything method specific (LSNet's
+    ``extreme_points`` / ``contours``, VOC's ``difficult``, a CenterNet centre) is declared here with a
+    :class:`~lsvr_core.fields.TargetFieldSpec` and travels in ``Targets.extras`` / ``Predictions.extras``
+    (:class:`~lsvr_core.field_geometry.ExtraFields`: ``targets.extra("name")`` returns the tensor or raises a
+    :class:`~lsvr_core.errors.DataError` naming the image and the fields present).
+
+    The spec's ``kind`` tells every geometric transform what to do with the values, so datasets, the collate,
+    ``Predictions.to_original`` and the flip / resize / crop steps of lsvr-data handle a new field without
+    knowing it:
+
+    - ``points`` (N, K, 2|3): scaled and translated like pixels; a horizontal flip mirrors x -> W - x and then
+      reorders the K points by ``flip_perm`` (left/right swap, exactly as COCO keypoints); a 3rd channel is a
+      visibility flag (unlabelled points stay at (0, 0); points leaving a crop become unlabelled).
+    - ``boxes`` (N, 4) xyxy: corners as points, x1/x2 swapped by a flip, clamped to a crop.
+    - ``polygons``: per instance a list of (P, 2) vertex tensors, every vertex as a point.
+    - ``scalar`` (N,) or (N, ...): geometry leaves it alone; instance selection (crowd filtering, crops that
+      drop instances) applies to every kind.
+
+    A field is filled either by the dataset that reads it (lsvr-data's VOC reader fills ``difficult``) or by
+    the spec's ``derive`` function ``(original-frame Targets) -> (N, ...) tensor``, which a dataset calls for
+    each name in its config's ``extra_fields`` before transforming. Naming an undeclared field there is a
+    config error listing the declared fields. Two plugins declaring one name is an error naming both.
     """
 
 

@@ -28,6 +28,10 @@ dataset    ``factory(cfg, *, root: Path, train: bool, task: str, registry) -> Da
 evaluator  ``factory(cfg, *, dataset, task: str, registry) -> Evaluator``
 layer      ``factory(*, registry, **kwargs) -> torch.nn.Module`` (building blocks such as a deformable conv)
 ========== =========================================================================================
+
+A dataset factory may also accept ``annotations: bool = True``; ``lsvr predict`` passes ``annotations=False``
+when the checkpoint holds the class names: the factory then reads no annotation file and returns a dataset
+whose ``prepare(image)`` applies the test-time pipeline.
 """
 
 from __future__ import annotations

@@ -2,10 +2,9 @@
 
 Predictions carry contiguous labels; they are mapped back to category ids with the dataset's
 ``label_to_cat_id``. Only the image ids the evaluator saw (through :meth:`CocoEvaluator.process`, possibly with
-zero detections, or :meth:`CocoEvaluator.register_image_ids`) are scored. Segmentations come from
-``Predictions.masks`` (probabilities >= 0.5, or bool) or, failing that, ``Predictions.contours`` (polygon ->
-RLE at the original size, LSNet spec §6 step 6). Keypoints from ``Predictions.keypoints`` (N, 17, 3), scored
-with the box score.
+zero detections, or :meth:`CocoEvaluator.register_image_ids`) are scored. Predictions become COCO results
+records through core's one results writer (``lsvr_core.api.predictions_to_results``, also used by
+``lsvr predict``): segmentations from masks or contours as RLE, keypoints (N, 17, 3).
 """
 
 from __future__ import annotations
@@ -17,9 +16,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-import torch
-from lsvr_core.api import DataError, Predictions, Registry
-from pycocotools import mask as mask_utils
+from lsvr_core.api import DataError, Predictions, Registry, predictions_to_results
 
 from lsvr_data.config import CocoEvaluatorConfig
 
@@ -78,62 +75,6 @@ def per_class_ap(ev: Any, class_names: Sequence[str], label_to_cat_id: Sequence[
     return out
 
 
-def predictions_to_results(pred: Predictions, label_to_cat_id: Sequence[int], iou_types: Iterable[str],
-                           image_hw: tuple[int, int], max_dets: int = 100) -> list[dict]:
-    """COCO result dicts of one image's original-frame predictions.
-
-    Raises:
-        DataError: an iou type needs a field the predictions lack (segm: masks or contours; keypoints).
-    """
-    if pred.frame != "original":
-        raise DataError(f"image {pred.image_id}: the coco evaluator needs original-frame predictions "
-                        "(call Predictions.to_original first)")
-    n = len(pred)
-    if n == 0:
-        return []
-    order = pred.scores.detach().float().cpu().argsort(descending=True)[:max_dets]
-    boxes = pred.boxes.detach().float().cpu()[order].numpy()
-    scores = pred.scores.detach().float().cpu()[order].numpy()
-    labels = pred.labels.detach().cpu()[order].numpy()
-    iou_types = set(iou_types)
-    rles = _segmentations(pred, order.numpy(), image_hw) if "segm" in iou_types else None
-    kps = None
-    if "keypoints" in iou_types:
-        if pred.keypoints is None:
-            raise DataError(f"image {pred.image_id}: keypoints evaluation needs Predictions.keypoints")
-        kps = pred.keypoints.detach().float().cpu()[order].numpy()
-    results = []
-    for i in range(len(order)):
-        x1, y1, x2, y2 = (float(v) for v in boxes[i])
-        res = {"image_id": int(pred.image_id), "category_id": int(label_to_cat_id[int(labels[i])]),
-               "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(scores[i])}
-        if rles is not None:
-            res["segmentation"] = rles[i]
-        if kps is not None:
-            k = kps[i].copy()
-            k[:, 2] = scores[i]
-            res["keypoints"] = [float(v) for v in k.reshape(-1)]
-        results.append(res)
-    return results
-
-
-def _segmentations(pred: Predictions, order: np.ndarray, image_hw: tuple[int, int]) -> list[dict]:
-    h, w = image_hw
-    if pred.masks is not None:
-        masks = pred.masks.detach().cpu()[order]
-        masks = masks if masks.dtype == torch.bool else masks >= 0.5
-        arr = np.asfortranarray(masks.numpy().astype(np.uint8).transpose(1, 2, 0))
-        rles = mask_utils.encode(arr)
-    elif pred.contours is not None:
-        polys = pred.contours.detach().float().cpu()[order].numpy().reshape(len(order), -1)
-        rles = [mask_utils.merge(mask_utils.frPyObjects([p.astype(np.float64).tolist()], h, w)) for p in polys]
-    else:
-        raise DataError(f"image {pred.image_id}: segm evaluation needs Predictions.masks or Predictions.contours")
-    for rle in rles:
-        rle["counts"] = rle["counts"].decode("ascii")
-    return list(rles)
-
-
 class CocoEvaluator:
     """Accumulate predictions, then COCOeval per iou type.
 
@@ -170,8 +111,9 @@ class CocoEvaluator:
                 raise DataError(f"prediction for image id {image_id}, which the ground truth does not contain")
             self.image_ids.add(image_id)
             info = self.coco_gt.imgs[image_id]
-            self.results.extend(predictions_to_results(pred, self.label_to_cat_id, self.iou_types,
-                                                       (int(info["height"]), int(info["width"])), self.max_dets))
+            self.results.extend(predictions_to_results(
+                pred, (int(info["height"]), int(info["width"])), category_ids=self.label_to_cat_id,
+                iou_types=self.iou_types, max_dets=self.max_dets))
 
     def evaluate(self) -> dict[str, float]:
         """``{"<iou_type>/<stat>": value}`` over the processed images (stats are 0 with no detections)."""

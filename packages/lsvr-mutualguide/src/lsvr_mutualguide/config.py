@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Literal
 
 from lsvr_core.api import AssignerConfig, BackboneConfig, FocalLossConfig, HeadConfig, LossConfig, NeckConfig
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 _PRETRAINED = "torchvision ImageNet weights from torch's hub cache (never downloaded)"
 
@@ -46,6 +46,16 @@ class RepVGGConfig(BackboneConfig):
     weights: str | None = Field(None, description="path of the official RepVGG-A2-train.pth checkpoint")
 
 
+class CSPDarknetConfig(BackboneConfig):
+    """YOLOX CSPDarknet (v2, §7): SiLU, Focus stem, c4 @ 16 and c5 @ 32."""
+
+    type: Literal["cspdarknet"] = "cspdarknet"
+    width: Literal["0.5", "0.75", "1.0"] = Field("0.5", description="variant: (depth, width) = (0.33, 0.5), "
+                                                 "(0.67, 0.75) or (1.0, 1.0)")
+    weights: str | None = Field(None, description="YOLOX checkpoint (yolox_s / m / l .pth) whose backbone to load")
+    freeze_stem: bool = Field(True, description="with weights: freeze stem and dark2 parameters (the reference)")
+
+
 # --- necks (§2 "Necks") ------------------------------------------------------------------------------------
 
 
@@ -71,6 +81,27 @@ class PAFPNNeckConfig(_MGNeckConfig):
     """Context module, stride-2 pyramid, top-down and bottom-up paths (``pafpn``)."""
 
     type: Literal["pafpn"] = "pafpn"
+
+
+class RFBNeckConfig(NeckConfig):
+    """The RFBNet pyramid of the first commit (``rfb``): reduce + RFB-a at stride 8, RFB blocks on c4 and below."""
+
+    type: Literal["rfb"] = "rfb"
+    num_levels: int = Field(4, ge=2, le=5, description="pyramid levels L: 4 at 320 px, 5 at 512 (§2)")
+    in_levels: tuple[str, str] = Field(("c3", "c4"), description="backbone maps at strides 8 and 16")
+    reduce_channels: int = Field(256, gt=0, description="width of each 1x1 reduction before the RFB-a block")
+    level_channels: tuple[int, ...] = Field(
+        (512, 512, 512, 256, 256), description="output channels of each level, finest first (the reference's)"
+    )
+
+
+class PAFPNV2NeckConfig(NeckConfig):
+    """The v2 (HEAD) PAFPN: SiLU context module, bilinear top-down, bottom-up (§7 "Architecture")."""
+
+    type: Literal["pafpn_v2"] = "pafpn_v2"
+    out_channels: int = Field(256, gt=0, description="fea_channel: 256 (128 for the depthwise variants)")
+    num_levels: int = Field(3, ge=2, le=6, description="3 levels up to 640 px, 4 above (strides 16, 32, 64, 128)")
+    in_levels: tuple[str, str] = Field(("c4", "c5"), description="backbone maps at strides 16 and 32")
 
 
 # --- assigners (§3, §7) ------------------------------------------------------------------------------------
@@ -128,6 +159,14 @@ class SIoULossConfig(LossConfig):
     loss_weight: float = Field(2.0, ge=0)
 
 
+class MixUpConfig(BaseModel):
+    """MixUp of training batches (§5, a192256): Beta(alpha, alpha) weights, a batch permutation, mixed losses."""
+
+    model_config = ConfigDict(extra="forbid")
+    alpha: float = Field(1.0, gt=0, description="Beta(alpha, alpha) of the mixing weight")
+    until: float = Field(0.8, gt=0, le=1, description="fraction of the training iterations that use MixUp")
+
+
 # --- head (§2 "Head", §6 inference) ------------------------------------------------------------------------
 
 
@@ -147,4 +186,10 @@ class MutualGuideHeadConfig(HeadConfig):
     detections_per_img: int = Field(300, gt=0)
     pre_nms_topk: int | None = Field(
         1000, gt=0, description="per-class candidates kept before NMS (None: all above score_thresh, as §6)"
+    )
+    mixup: MixUpConfig | None = Field(None, description="MixUp of the training batches (a192256 --mixup)")
+    tower: bool = Field(False, description="v2 predictors: 3x3 conv-BN-SiLU then a 1x1 conv (v1: one 3x3 conv)")
+    nms: Literal["class_wise", "agnostic"] = Field(
+        "class_wise", description="class_wise (v1, §6); agnostic (v2, §7): anchors whose best score > "
+        "score_thresh, NMS on that score over all classes, then every class above score_thresh of a kept box",
     )

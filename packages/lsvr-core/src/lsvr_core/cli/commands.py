@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from lsvr_core.errors import ConfigError, LsvrError
+from lsvr_core.errors import ConfigError, LsvrError, PluginError
 
 
 def _load(args: argparse.Namespace, ref: str | None = None) -> Any:
@@ -54,8 +54,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from lsvr_core.config.factories import check_factories
+
     args.manager.raise_for_failures()
     cfg = _load(args)
+    check_factories(cfg, args.manager)
     head = cfg.model.head.type
     print(f"{args.config}: ok (task {cfg.task}, {cfg.model.backbone.type} -> "
           f"{cfg.model.neck.type if cfg.model.neck else 'no neck'} -> {head})")
@@ -103,10 +106,12 @@ def cmd_components(args: argparse.Namespace) -> int:
         rows = [{"kind": s.kind, "name": s.name, "summary": s.summary, "tasks": list(s.tasks),
                  "distribution": s.distribution, "plugin": s.plugin} for s in specs]
         print(json.dumps(rows, indent=2))
-        return 0
-    for s in specs:
-        tasks = f" [{', '.join(s.tasks)}]" if s.tasks else ""
-        print(f"{s.kind:<10} {s.name:<22} {s.distribution:<18} {s.summary}{tasks}")
+    else:
+        for s in specs:
+            tasks = f" [{', '.join(s.tasks)}]" if s.tasks else ""
+            print(f"{s.kind:<10} {s.name:<22} {s.distribution:<18} {s.summary}{tasks}")
+    if args.manager.conflicts:  # listed above with the first registration; the conflict itself is an error
+        raise PluginError("\n".join(args.manager.conflicts))
     return 0
 
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from lsvr_core import __version__
-from lsvr_core.errors import LsvrError
+from lsvr_core.errors import LsvrError, user_message
 
 
 def build_parser(manager_factory=None) -> argparse.ArgumentParser:  # noqa: ANN001
@@ -32,7 +32,8 @@ def build_parser(manager_factory=None) -> argparse.ArgumentParser:  # noqa: ANN0
     p = sub.add_parser("run", help="train (and evaluate) a model; no CONFIG runs the default recipe")
     config_args(p, required=False)
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
-                   help="resume from CKPT, or from work_dir/checkpoints/last.pt when no path is given")
+                   help="resume from CKPT, or without a path from the latest run of runtime.work_dir "
+                   "(work_dirs/x, x2, x3, ...); without --resume a new run never overwrites an old one")
     p.add_argument("--nproc-per-node", type=int, default=1, help="spawn N processes (torchrun, DDP)")
     p.set_defaults(func=cmd.cmd_run)
 
@@ -117,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.manager = manager
         return int(args.func(args) or 0)
     except LsvrError as err:
-        print(f"lsvr: error: {err}", file=sys.stderr)
+        print(f"lsvr: error: {user_message(err)}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("lsvr: interrupted", file=sys.stderr)

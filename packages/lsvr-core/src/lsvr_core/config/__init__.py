@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from lsvr_core.config.defaults import fill_component_defaults
 from lsvr_core.config.loader import apply_overrides, deep_merge, load_raw, validate
 from lsvr_core.config.resolve import Resolver
 from lsvr_core.config.sections import RunConfigBase
@@ -48,8 +49,9 @@ def load_config(ref: str | Path, manager: PluginManager, overrides: Sequence[str
         ConfigError: unreadable file, bad YAML, missing ``extends`` parent, bad override or invalid values;
             the message names the file and the dotted path of each problem.
     """
-    data = apply_overrides(load_raw(ref, manager), overrides)
-    return validate(data, build_config_model(manager), str(ref))  # type: ignore[return-value]
+    model = build_config_model(manager)
+    data = fill_component_defaults(apply_overrides(load_raw(ref, manager), overrides), model)
+    return validate(data, model, str(ref))  # type: ignore[return-value]
 
 
 def config_to_yaml(cfg: BaseModel) -> str:

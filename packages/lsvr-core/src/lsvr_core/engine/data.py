@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import signal
+import weakref
 from collections.abc import Iterator, Sequence
 from functools import partial
 from typing import Any
@@ -149,10 +150,35 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
+_LIVE_ITERATORS: weakref.WeakSet = weakref.WeakSet()
+
+
+class _Loader(DataLoader):
+    """A DataLoader whose worker iterators :func:`shutdown_workers` can stop."""
+
+    def __iter__(self) -> Any:
+        it = super().__iter__()
+        if hasattr(it, "_shutdown_workers"):
+            _LIVE_ITERATORS.add(it)
+        return it
+
+
+def shutdown_workers() -> None:
+    """Stop the worker processes of every loader iterator still alive.
+
+    An exception raised in the training or evaluation loop keeps its loader iterator referenced by the
+    traceback; its workers ignore SIGTERM (see :func:`_seed_worker`), so without this the interpreter would
+    wait for them forever at exit.
+    """
+    for it in list(_LIVE_ITERATORS):
+        it._shutdown_workers()  # noqa: SLF001 (torch has no public way to stop an iterator's workers)
+    _LIVE_ITERATORS.clear()
+
+
 def train_loader(dataset: SeededDataset, sampler: GroupedBatchSampler, *, num_workers: int, pin_memory: bool,
                  size_divisor: int, seed: int) -> DataLoader:
     """A training loader over ``sampler``; a private generator keeps the global torch RNG untouched."""
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
+    return _Loader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
                       collate_fn=partial(collate, size_divisor=size_divisor), worker_init_fn=_seed_worker,
                       generator=torch.Generator().manual_seed(seed), persistent_workers=False)
 
@@ -177,7 +203,7 @@ def eval_loader(dataset: Any, *, batch_size: int, rank: int, world_size: int, nu
     Batches are ``(Batch, list[int])``.
     """
     sampler = ShardSampler(len(dataset), rank, world_size)
-    return DataLoader(_Indexed(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+    return _Loader(_Indexed(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                       pin_memory=pin_memory, collate_fn=partial(_collate_indexed, size_divisor=size_divisor),
                       worker_init_fn=_seed_worker)
 

@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.data import Subset
 
 from lsvr_core.engine import distributed as D
+from lsvr_core.engine.corrupt import SkipLog, is_placeholder, take_skipped
 from lsvr_core.engine.data import eval_loader
 from lsvr_core.engine.optim import Precision
 from lsvr_core.structures import Predictions
@@ -35,9 +36,11 @@ def eval_subset(dataset: Any, max_images: int | None) -> Any:
 
 @torch.no_grad()
 def predict_dataset(model: nn.Module, dataset: Any, *, device: torch.device, precision: Precision, dist: D.DistInfo,
-                    batch_size: int, num_workers: int, size_divisor: int, channels_last: bool = False
-                    ) -> list[tuple[int, Predictions]]:
+                    batch_size: int, num_workers: int, size_divisor: int, channels_last: bool = False,
+                    skip_log: SkipLog | None = None) -> list[tuple[int, Predictions]]:
     """Predictions (original frame, CPU, float32) of every image, gathered from all ranks, sorted by index.
+
+    Images dropped by ``data.on_corrupt: skip`` get no prediction (and are noted in ``skip_log``).
 
     Returns:
         ``[(dataset index, Predictions)]`` on every rank.
@@ -49,12 +52,14 @@ def predict_dataset(model: nn.Module, dataset: Any, *, device: torch.device, pre
     local: list[tuple[int, Predictions]] = []
     try:
         for batch, indices in loader:
+            take_skipped(batch.targets, skip_log)
+            keep = [not is_placeholder(t) for t in batch.targets]
             batch = batch.to(device)
             if channels_last:
                 batch.images = batch.images.contiguous(memory_format=torch.channels_last)
             with precision.autocast():
                 preds = model(batch)
-            local += [(i, to_cpu_fp32(p)) for i, p in zip(indices, preds)]
+            local += [(i, to_cpu_fp32(p)) for i, p, k in zip(indices, preds, keep, strict=True) if k]
     finally:
         model.train(was_training)
     gathered = [item for part in D.all_gather_objects(local, dist) for item in part]
