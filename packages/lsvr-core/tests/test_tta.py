@@ -11,9 +11,11 @@ from lsvr_core.config import sections
 from lsvr_core.engine.optim import Precision
 from lsvr_core.engine.tta import augmented_inputs, box_vote, merge_predictions, predict_tta, rescale_size
 from lsvr_core.errors import ConfigError
+from lsvr_core.fields import TargetFieldSpec
 from lsvr_core.structures import Predictions
 
 CPU = torch.device("cpu")
+EXTREMES = TargetFieldSpec("extreme_points", "points", flip_perm=(0, 3, 2, 1))  # as LSNet declares them
 FP32 = Precision("cpu", None)
 
 
@@ -31,7 +33,8 @@ class RectangleFinder(nn.Module):
             ext = torch.stack([torch.stack([(x0 + x1) / 2, y0]), torch.stack([x0, y0]),
                                torch.stack([(x0 + x1) / 2, y1]), torch.stack([x1, y1])])[None]
             pred = Predictions(torch.stack([x0, y0, x1, y1])[None], torch.tensor([0.9]), torch.tensor([0]),
-                               meta.image_id, extreme_points=ext)
+                               meta.image_id)
+            pred.extras.add(EXTREMES, ext)
             out.append(pred.to_original(meta))
         return out
 
@@ -68,11 +71,13 @@ def test_flip_round_trip_of_images_and_predictions():
     expected_ext = torch.tensor([[[35.0, 10.0], [20.0, 10.0], [35.0, 30.0], [50.0, 30.0]]])
     for pred in seen:  # each of the 4 augmentations, in the original frame, landmarks in their original roles
         torch.testing.assert_close(pred.boxes, torch.tensor([[20.0, 10.0, 50.0, 30.0]]))
-        torch.testing.assert_close(pred.extreme_points[:, [0, 2]], expected_ext[:, [0, 2]])  # top, bottom
-        torch.testing.assert_close(pred.extreme_points[..., 0], expected_ext[..., 0])  # x: left 20, right 50
+        ext = pred.extras.get("extreme_points")
+        torch.testing.assert_close(ext[:, [0, 2]], expected_ext[:, [0, 2]])  # top, bottom
+        torch.testing.assert_close(ext[..., 0], expected_ext[..., 0])  # x: left 20, right 50
     # unflipped: left point (20, 10), right (50, 30); a flipped pass sees left at the top row of the mirror image,
     # which is the original's right edge: after un-mirroring and relabelling, 'left' is x = 20 again
-    assert all(p.extreme_points[0, 1, 0] == 20 and p.extreme_points[0, 3, 0] == 50 for p in seen)
+    assert all(p.extras.get("extreme_points")[0, 1, 0] == 20 and p.extras.get("extreme_points")[0, 3, 0] == 50
+               for p in seen)
     assert len(merged) == 1 and merged.image_id == 7 and merged.frame == "original"
 
 
@@ -125,3 +130,17 @@ def test_merge_vote_per_class_and_mask_error():
     masked = Predictions(p1.boxes, p1.scores, p1.labels, 3, masks=torch.zeros(2, 4, 4), frame="original")
     with pytest.raises(ConfigError, match="use merge: nms"):
         merge_predictions([masked], cfg, 3)
+
+
+def test_unflip_relabels_extras_contours_and_keypoints():
+    from lsvr_core.engine.tta import unflip_landmark_order
+
+    contour = torch.arange(8.0).view(1, 4, 2)  # points 0..3
+    kps = torch.arange(17.0).view(1, 17, 1).repeat(1, 1, 3)
+    pred = Predictions(torch.zeros(1, 4), torch.ones(1), torch.zeros(1, dtype=torch.int64), 0, contours=contour,
+                       keypoints=kps, frame="original")
+    pred.extras.add(EXTREMES, torch.arange(8.0).view(1, 4, 2))
+    out = unflip_landmark_order(pred)
+    assert out.contours[0, :, 0].tolist() == [0.0, 6.0, 4.0, 2.0]  # same start, reversed direction
+    assert out.keypoints[0, :5, 0].tolist() == [0.0, 2.0, 1.0, 4.0, 3.0]  # nose stays, eyes / ears swap
+    assert out.extras.get("extreme_points")[0, :, 0].tolist() == [0.0, 6.0, 4.0, 2.0]  # left <-> right

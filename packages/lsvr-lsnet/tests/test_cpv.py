@@ -14,6 +14,8 @@ from lsvr_core.contracts import ShapeSpec
 from lsvr_core.plugins import get_plugin_manager
 from lsvr_core.testing.suites import check_assigner, check_head, check_loss
 
+from lsvr_data.fields import EXTREME_POINTS
+
 from lsvr_lsnet.assigners.point_hm import PointHeatmapAssigner, gaussian_radius
 from lsvr_lsnet.config import (
     GaussianFocalLossConfig,
@@ -143,7 +145,8 @@ def test_snap_corners_moves_coarse_boxes_to_the_heatmap_peak() -> None:
 def test_lscpv_head_conformance() -> None:
     cfg = LSCPVHeadConfig(feat_channels=32, norm_groups=8, stacked_convs=1, conv_module="plain", corner_dim=16,
                           score_thr=0.0)
-    head = check_head(get_plugin_manager().get("head", "lscpv"), cfg, SHAPE, num_classes=3, task="bbox")
+    head = check_head(get_plugin_manager().get("head", "lscpv"), cfg, SHAPE, num_classes=3, task="bbox",
+                      extra_fields=(EXTREME_POINTS,))
     assert head.cls_fusion.weight.shape == (32, 38, 3, 3)  # C + 6 corner channels (§5)
 
 

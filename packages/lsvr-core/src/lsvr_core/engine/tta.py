@@ -22,8 +22,6 @@ from lsvr_core.errors import ConfigError
 from lsvr_core.structures import Predictions, Targets, collate
 
 # semantic re-ordering of landmarks predicted on a mirrored image, after their x coordinates were un-mirrored
-EXTREME_FLIP_PERM = (0, 3, 2, 1)  # (top, left, bottom, right): left <-> right
-CONTOUR_FLIP_PERM = (0, *range(35, 0, -1))  # same start point (top), reversed direction
 KEYPOINT_FLIP_PERM = (0, *(j for i in range(1, 17, 2) for j in (i + 1, i)))  # COCO left <-> right pairs
 
 
@@ -57,41 +55,62 @@ def augmented_inputs(image: Tensor, image_id: int, scales: list[tuple[int, int]]
 
 
 def unflip_landmark_order(pred: Predictions) -> Predictions:
-    """Relabel the landmarks of an original-frame prediction made on a mirrored image (left/right swapped)."""
-    def perm(t: Tensor | None, order: tuple[int, ...]) -> Tensor | None:
-        return None if t is None or t.shape[1] != len(order) else t[:, list(order)]
+    """Relabel the landmarks of an original-frame prediction made on a mirrored image: ``points`` extras by
+    their declared ``flip_perm`` (e.g. LSNet's left/right extreme points), contours keep point 0 and reverse
+    (LSNet's orientation rule, spec §7.3), 17 COCO keypoints swap left/right."""
+    contours = pred.contours
+    if contours is not None and contours.shape[1] > 1:
+        contours = torch.cat([contours[:, :1], contours[:, 1:].flip(1)], dim=1)
+    keypoints = pred.keypoints
+    if keypoints is not None and keypoints.shape[1] == len(KEYPOINT_FLIP_PERM):
+        keypoints = keypoints[:, list(KEYPOINT_FLIP_PERM)]
 
-    return replace(pred, extreme_points=perm(pred.extreme_points, EXTREME_FLIP_PERM),
-                   contours=perm(pred.contours, CONTOUR_FLIP_PERM), keypoints=perm(pred.keypoints, KEYPOINT_FLIP_PERM))
+    def perm(spec: Any, value: Any) -> Any:
+        if spec.kind == "points" and spec.flip_perm is not None and value.shape[1] == len(spec.flip_perm):
+            return value[:, list(spec.flip_perm)]
+        return value
+
+    return replace(pred, contours=contours, keypoints=keypoints, extras=pred.extras.map(perm))
 
 
 def _select(pred: Predictions, keep: Tensor) -> Predictions:
-    fields = {k: getattr(pred, k) for k in ("extreme_points", "contours", "keypoints", "masks")}
+    def sel(v: Tensor | None) -> Tensor | None:
+        return None if v is None else v[keep]
+
     return replace(pred, boxes=pred.boxes[keep], scores=pred.scores[keep], labels=pred.labels[keep],
-                   **{k: None if v is None else v[keep] for k, v in fields.items()})
+                   masks=sel(pred.masks), contours=sel(pred.contours), keypoints=sel(pred.keypoints),
+                   extras=pred.extras.select(keep))
 
 
 def _cat(preds: list[Predictions], image_id: int) -> Predictions:
-    def cat(name: str) -> Tensor | None:
-        parts = [getattr(p, name) for p in preds]
-        return None if any(v is None for v in parts) else torch.cat(parts)
+    def cat(values: list[Any]) -> Tensor | None:
+        return None if not values or any(v is None for v in values) else torch.cat(values)
 
-    return Predictions(boxes=cat("boxes"), scores=cat("scores"), labels=cat("labels"), image_id=image_id,
-                       masks=cat("masks"), contours=cat("contours"), extreme_points=cat("extreme_points"),
-                       keypoints=cat("keypoints"), frame="original")
+    out = Predictions(boxes=cat([p.boxes for p in preds]), scores=cat([p.scores for p in preds]),
+                      labels=cat([p.labels for p in preds]), image_id=image_id, masks=cat([p.masks for p in preds]),
+                      contours=cat([p.contours for p in preds]), keypoints=cat([p.keypoints for p in preds]),
+                      frame="original")
+    for name, spec, _ in preds[0].extras.items():
+        if all(name in p.extras for p in preds) and spec.kind in ("points", "boxes", "scalar"):
+            out.extras.add(spec, torch.cat([p.extras.get(name) for p in preds]))
+    return out
 
 
-def _landmarks(pred: Predictions) -> tuple[Tensor, list[tuple[str, tuple[int, ...]]]]:
-    """Flatten the point landmarks to (N, D) for voting; returns the layout to rebuild them."""
-    parts, layout = [pred.boxes.new_zeros((len(pred), 0))], []
-    for name in ("extreme_points", "contours"):
-        value = getattr(pred, name)
-        if value is not None:
-            parts.append(value.reshape(len(pred), -1))
-            layout.append((name, tuple(value.shape[1:])))
+def _landmarks(pred: Predictions) -> tuple[Tensor, list[tuple[str, Any, tuple[int, ...]]]]:
+    """Flatten the point landmarks (contours, keypoints xy, ``points`` / ``boxes`` extras) to (N, D) for voting;
+    returns the layout to rebuild them. Scalar extras are not voted and are dropped."""
+    n = len(pred)
+    parts, layout = [pred.boxes.new_zeros((n, 0))], []
+    if pred.contours is not None:
+        parts.append(pred.contours.reshape(n, -1).float())
+        layout.append(("contours", None, tuple(pred.contours.shape[1:])))
     if pred.keypoints is not None:
-        parts.append(pred.keypoints[..., :2].reshape(len(pred), -1))
-        layout.append(("keypoints", tuple(pred.keypoints.shape[1:2]) + (2,)))
+        parts.append(pred.keypoints[..., :2].reshape(n, -1).float())
+        layout.append(("keypoints", None, (pred.keypoints.shape[1], 2)))
+    for name, spec, value in pred.extras.items():
+        if spec.kind in ("points", "boxes"):
+            parts.append(value.reshape(n, -1).float())
+            layout.append((name, spec, tuple(value.shape[1:])))
     return torch.cat(parts, dim=1), layout
 
 
@@ -161,13 +180,16 @@ def merge_predictions(preds: list[Predictions], cfg: Any, image_id: int) -> Pred
     top = s.argsort(descending=True)[: cfg.max_per_img]
     out = Predictions(boxes=b[top], scores=s[top], labels=lab[top], image_id=image_id, frame="original")
     start = 0
-    for name, shape in layout:
+    for name, spec, shape in layout:
         size = math.prod(shape)
         value = v[top, start:start + size].reshape(-1, *shape)
         start += size
         if name == "keypoints":
-            value = torch.cat([value, value.new_ones((*value.shape[:2], 1))], dim=-1)
-        setattr(out, name, value)
+            out.keypoints = torch.cat([value, value.new_ones((*value.shape[:2], 1))], dim=-1)
+        elif name == "contours":
+            out.contours = value
+        else:
+            out.extras.add(spec, value)
     return out
 
 
