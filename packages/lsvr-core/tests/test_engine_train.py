@@ -25,7 +25,7 @@ def test_run_writes_work_dir(tmp_path, mgr):
     from lsvr_core.engine import api
 
     work = tmp_path / "run"
-    cfg = common.config(mgr, work, runtime={"checkpoint_interval": 2})
+    cfg = common.config(mgr, work, runtime={"checkpoint_interval": 2, "checkpoint": {"keep_last": 3}})
     assert api.run(cfg, mgr, source="test") == 0
     assert (work / "config.resolved.yaml").read_text().startswith("task: bbox")
     assert "lsvr-core" in json.loads((work / "plugins.json").read_text())
@@ -38,7 +38,9 @@ def test_run_writes_work_dir(tmp_path, mgr):
     assert ckpts == ["best.pt", "epoch_2.pt", "last.pt"]  # checkpoint_interval 2: no epoch_1.pt
     last = torch.load(work / "checkpoints" / "last.pt", weights_only=True)
     assert (last["epoch"], last["iter"], last["batch_in_epoch"]) == (2, 8, 0)
-    assert len(list((work / "predictions").glob("*.png"))) == 4  # num_draw 2 x 2 evaluations
+    # one gallery per evaluation: num_draw 2 rows of ground truth | predictions
+    assert sorted(p.name for p in (work / "predictions").glob("*.png")) == ["gallery_iter_4.png", "gallery_iter_8.png"]
+    assert (work / "curves.png").is_file() and (work / "scalars.jsonl").is_file()
     assert (work / "status.txt").read_text() == "completed"
     assert [r["step"] for r in common.losses(work)] == list(range(1, 9))
 
@@ -221,7 +223,7 @@ def test_run_without_evaluator_still_writes_the_work_dir(tmp_path, mgr):
     cfg = common.config(mgr, work, eval={"evaluator": None}, schedule={"epochs": 1})
     assert api.run(cfg, mgr) == 0
     assert (work / "metrics.jsonl").read_text() == ""
-    assert sorted(p.name for p in (work / "checkpoints").iterdir()) == ["epoch_1.pt", "last.pt"]
+    assert sorted(p.name for p in (work / "checkpoints").iterdir()) == ["last.pt"]  # default keep_last 1
     assert not list((work / "predictions").iterdir())
 
 
@@ -282,3 +284,20 @@ def test_sgd_nesterov_option():
     model = torch.nn.Linear(2, 2)
     assert build_optimizer(model, OptimSection(nesterov=True)).defaults["nesterov"] is True
     assert build_optimizer(model, OptimSection()).defaults["nesterov"] is False
+
+
+@pytest.mark.parametrize(("retention", "expected"), [
+    ({}, ["best.pt", "last.pt"]),
+    ({"save_best": False}, ["last.pt"]),
+    ({"keep_last": 2}, ["best.pt", "epoch_3.pt", "last.pt"]),
+    ({"keep_last": 3, "save_best": False}, ["epoch_2.pt", "epoch_3.pt", "last.pt"]),
+])
+def test_checkpoint_retention(tmp_path, mgr, retention, expected):
+    from lsvr_core.engine import api
+
+    work = tmp_path / "run"
+    cfg = common.config(mgr, work, runtime={"checkpoint": retention}, schedule={"epochs": 3})
+    assert api.run(cfg, mgr) == 0
+    assert sorted(p.name for p in (work / "checkpoints").iterdir()) == expected
+    last = torch.load(work / "checkpoints" / "last.pt", weights_only=True)
+    assert last["epoch"] == 3

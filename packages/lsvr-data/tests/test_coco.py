@@ -91,7 +91,8 @@ def test_gt_as_predictions_keypoints(coco_mini: Path) -> None:
     m = ev.evaluate()
     assert m["keypoints/AP"] == pytest.approx(1.0) and m["keypoints/AR"] == pytest.approx(1.0)
     assert set(m) == {f"keypoints/{n}" for n in ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm",
-                                                 "ARl")}
+                                                 "ARl", "AP_person")}  # per-class AP is on by default
+    assert m["keypoints/AP_person"] == pytest.approx(1.0)
 
 
 def test_evaluator_scores_only_processed_images(coco_mini: Path) -> None:

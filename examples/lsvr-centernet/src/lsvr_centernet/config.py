@@ -8,9 +8,9 @@ stride 4).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from lsvr_core.api import HeadConfig, L1LossConfig, LossConfig, NeckConfig
+from lsvr_core.api import HeadConfig, L1LossConfig, LossConfig, NeckConfig, Slot
 from pydantic import Field
 
 
@@ -37,6 +37,14 @@ class UpsampleNeckConfig(NeckConfig):
     lateral: bool = Field(False, description="add 1x1-projected c4 / c3 / c2 after each up-sampling")
     out_level: str = Field("p2", description="name of the stride-4 output level")
 
+    def input_level_names(self) -> tuple[str, ...]:
+        """The backbone levels read (checked by ``lsvr validate``): ``c5``, and ``c4``, ``c3``, ``c2`` with lateral."""
+        return ("c5", "c4", "c3", "c2") if self.lateral else ("c5",)
+
+    def output_strides(self, inputs: dict[str, int]) -> dict[str, int] | None:
+        """One level, ``out_level``, at the ``c5`` stride / 8."""
+        return {self.out_level: inputs["c5"] // 8} if "c5" in inputs else None
+
 
 class CenterNetHeadConfig(HeadConfig):
     """CenterNet head on one stride-4 (or any single) level: class heatmap, size and offset regression."""
@@ -47,8 +55,13 @@ class CenterNetHeadConfig(HeadConfig):
     heatmap_bias: float = Field(-2.19, description="initial heatmap logit bias (paper: -2.19, p = 0.1)")
     min_overlap: float = Field(0.7, gt=0, lt=1, description="Gaussian radius: min IoU of a box shifted by r")
     center_field: str = Field("centernet_centers", description="declared target field holding the object centres")
-    loss_heatmap: LossConfig = CenterNetFocalLossConfig()
-    loss_size: LossConfig = L1LossConfig(loss_weight=0.1)
-    loss_offset: LossConfig = L1LossConfig(loss_weight=1.0)
+    # nested slots and the interface each calls (lsvr_core.hookspecs): the resolver offers only what fits
+    loss_heatmap: Annotated[LossConfig, Slot("heatmap_loss")] = CenterNetFocalLossConfig()
+    loss_size: Annotated[LossConfig, Slot("regression_loss")] = L1LossConfig(loss_weight=0.1)
+    loss_offset: Annotated[LossConfig, Slot("regression_loss")] = L1LossConfig(loss_weight=1.0)
     top_k: int = Field(100, gt=0, description="peaks kept per image (paper: 100)")
     score_thr: float = Field(0.0, ge=0, le=1, description="drop peaks scoring below this after top-k")
+
+    def input_level_names(self) -> tuple[str, ...]:
+        """The one neck level read (checked by ``lsvr validate``)."""
+        return (self.in_level,)

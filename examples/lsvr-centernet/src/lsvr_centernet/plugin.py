@@ -28,7 +28,8 @@ def lsvr_heads() -> list[ComponentSpec]:
 @hookimpl
 def lsvr_losses() -> list[ComponentSpec]:
     return [ComponentSpec("loss", "centernet_focal", c.CenterNetFocalLossConfig, f"{_P}.losses:build_centernet_focal",
-                          "penalty-reduced focal loss on a Gaussian heatmap (CenterNet eq. 1)")]
+                          "penalty-reduced focal loss on a Gaussian heatmap (CenterNet eq. 1)",
+                          implements=("heatmap_loss",))]
 
 
 @hookimpl

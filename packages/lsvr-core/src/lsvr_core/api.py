@@ -37,6 +37,7 @@ from lsvr_core.specs import (
     NeckConfig,
     RecipeSpec,
     RunInfo,
+    Slot,
     recipes_from_dir,
 )
 
@@ -132,6 +133,7 @@ __all__ = [
     "Registry",
     "RunInfo",
     "ShapeSpec",
+    "Slot",
     "TargetFieldSpec",
     "hookimpl",
     "recipes_from_dir",

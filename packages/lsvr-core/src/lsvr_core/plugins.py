@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 
@@ -35,6 +35,7 @@ ENTRY_POINT_GROUP = "lsvr"
 BUILTIN_PLUGINS = (
     ("lsvr_core.builtin.plugin", "builtin"),
     ("lsvr_core.builtin.loggers", "loggers"),
+    ("lsvr_core.builtin.tensorboard_logger", "tensorboard"),
 )
 _REGISTRATION_HOOKS = {
     "backbone": "lsvr_backbones",
@@ -153,7 +154,7 @@ class PluginManager:
         for impl in self.pm.hook.lsvr_recipes.get_hookimpls():
             record = self.records[impl.plugin_name]
             try:
-                recipes = list(impl.function() or [])
+                recipes: list[RecipeSpec] = list(cast(Iterable[RecipeSpec], impl.function() or []))
             except KeyboardInterrupt:
                 raise
             except BaseException as err:
@@ -169,7 +170,7 @@ class PluginManager:
         for impl in self.pm.hook.lsvr_weight_converters.get_hookimpls():
             record = self.records[impl.plugin_name]
             try:
-                converters = list(impl.function() or [])
+                converters: list[ConverterSpec] = list(cast(Iterable[ConverterSpec], impl.function() or []))
             except KeyboardInterrupt:
                 raise
             except BaseException as err:
@@ -177,9 +178,9 @@ class PluginManager:
                 continue
             for conv in converters:
                 conv = _with_origin(conv, record)
-                other = self._converters.get(conv.name)
-                if other is not None:
-                    self._conflict(record, f"weight converter {conv.name!r}", other, conv)
+                other_conv = self._converters.get(conv.name)
+                if other_conv is not None:
+                    self._conflict(record, f"weight converter {conv.name!r}", other_conv, conv)
                     continue
                 self._converters[conv.name] = conv
         self._collect_target_fields()
@@ -188,7 +189,7 @@ class PluginManager:
         for impl in self.pm.hook.lsvr_target_fields.get_hookimpls():
             record = self.records[impl.plugin_name]
             try:
-                specs = list(impl.function() or [])
+                specs = list(cast(Iterable[TargetFieldSpec], impl.function() or []))
             except KeyboardInterrupt:
                 raise
             except BaseException as err:

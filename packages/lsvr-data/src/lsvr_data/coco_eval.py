@@ -9,8 +9,6 @@ records through core's one results writer (``lsvr_core.api.predictions_to_result
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 import numpy as np
 from lsvr_core.api import DataError, Predictions, Registry, predictions_to_results
 
+from lsvr_data import coco_backends
 from lsvr_data.config import CocoEvaluatorConfig
 
 log = logging.getLogger("lsvr_data")
@@ -34,32 +33,29 @@ def stat_names(iou_type: str) -> tuple[str, ...]:
 
 
 def run_cocoeval(coco_gt: Any, results: list[dict] | str, iou_type: str, img_ids: Sequence[int] | None = None,
-                 ) -> tuple[dict[str, float], Any]:
-    """Run COCOeval quietly.
+                 backend: str = "pycocotools", backend_gt: Any = None) -> tuple[dict[str, float], Any]:
+    """Run COCOeval quietly with one of the :mod:`lsvr_data.coco_backends`.
 
     Args:
-        coco_gt: pycocotools ``COCO`` ground truth.
+        coco_gt: pycocotools ``COCO`` ground truth (its ``dataset`` dict feeds the other backends).
         results: COCO result dicts, or the path of a results JSON.
         iou_type: ``bbox``, ``segm`` or ``keypoints``.
         img_ids: restrict scoring to these image ids (default: all of ``coco_gt``).
+        backend: ``auto``, ``pycocotools``, ``faster_coco_eval`` or ``hotcoco`` (identical stats).
+        backend_gt: the backend's ground truth built once by :func:`lsvr_data.coco_backends.load_gt` (optional
+            cache; built from ``coco_gt`` when None).
     Returns:
         ({stat name: value}, the COCOeval object, or None when there were no results: then every stat is 0).
     """
-    from pycocotools.cocoeval import COCOeval
-
     names = stat_names(iou_type)
     if isinstance(results, list) and not results:
         return {n: 0.0 for n in names}, None
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        coco_dt = coco_gt.loadRes(results)
-        ev = COCOeval(coco_gt, coco_dt, iou_type)
-        if img_ids is not None:
-            ev.params.imgIds = sorted(int(i) for i in img_ids)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    log.debug("COCOeval %s:\n%s", iou_type, out.getvalue())
-    return {n: float(v) for n, v in zip(names, ev.stats, strict=True)}, ev
+    backend = coco_backends.resolve_backend(backend)
+    if backend_gt is None:
+        backend_gt = coco_gt if backend == "pycocotools" else coco_backends.load_gt(coco_gt.dataset, backend)
+    stats, ev = coco_backends.evaluate(backend_gt, results, iou_type, backend, img_ids)
+    log.debug("COCOeval %s (%s): %s", iou_type, backend, stats)
+    return {n: float(v) for n, v in zip(names, stats, strict=True)}, ev
 
 
 def per_class_ap(ev: Any, class_names: Sequence[str], label_to_cat_id: Sequence[int]) -> dict[str, float]:
@@ -83,16 +79,20 @@ class CocoEvaluator:
         label_to_cat_id: contiguous label -> COCO category id.
         iou_types: subset of ``bbox``, ``segm``, ``keypoints``.
         class_names: names for per-class keys (``<iou_type>/AP_<name>``), when ``per_class``.
+        backend: COCOeval implementation (:mod:`lsvr_data.coco_backends`; ``auto`` = fastest installed).
     """
 
     def __init__(self, coco_gt: Any, label_to_cat_id: Sequence[int], iou_types: Sequence[str], *,
-                 class_names: Sequence[str] | None = None, per_class: bool = False, max_dets: int = 100) -> None:
+                 class_names: Sequence[str] | None = None, per_class: bool = False, max_dets: int = 100,
+                 backend: str = "auto") -> None:
         self.coco_gt = coco_gt
         self.label_to_cat_id = list(label_to_cat_id)
         self.iou_types = list(iou_types)
         self.class_names = list(class_names) if class_names else [str(c) for c in self.label_to_cat_id]
         self.per_class = per_class
         self.max_dets = max_dets
+        self.backend = coco_backends.resolve_backend(backend)
+        self._backend_gt: Any = None  # built on first evaluate, reused by later evaluations
         self.reset()
 
     def reset(self) -> None:
@@ -122,7 +122,11 @@ class CocoEvaluator:
             log.warning("coco evaluator: no image was processed; returning no metrics")
             return metrics
         for iou_type in self.iou_types:
-            stats, ev = run_cocoeval(self.coco_gt, self.results, iou_type, sorted(self.image_ids))
+            if self._backend_gt is None:
+                self._backend_gt = (self.coco_gt if self.backend == "pycocotools"
+                                    else coco_backends.load_gt(self.coco_gt.dataset, self.backend))
+            stats, ev = run_cocoeval(self.coco_gt, self.results, iou_type, sorted(self.image_ids),
+                                     backend=self.backend, backend_gt=self._backend_gt)
             metrics.update({f"{iou_type}/{k}": v for k, v in stats.items()})
             if self.per_class and ev is not None:
                 for name, ap in per_class_ap(ev, self.class_names, self.label_to_cat_id).items():
@@ -143,4 +147,4 @@ def build_coco_evaluator(cfg: CocoEvaluatorConfig, *, dataset: Any, task: str,
     iou_types = cfg.iou_types or DEFAULT_IOU_TYPES.get(task, ["bbox"])
     return CocoEvaluator(dataset.coco_gt(), dataset.label_to_cat_id, iou_types,
                          class_names=getattr(dataset, "classes", None), per_class=cfg.per_class,
-                         max_dets=cfg.max_dets)
+                         max_dets=cfg.max_dets, backend=cfg.backend)

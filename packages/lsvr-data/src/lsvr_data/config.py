@@ -96,6 +96,12 @@ class CocoDatasetConfig(_DatasetCommon):
         "clipped inclusive width or height is 6 px or less are dropped",
     )
 
+    def known_num_classes(self, task: str) -> int | None:
+        """80 (instances) or 1 (person keypoints) for the default COCO annotation files; None for others."""
+        if self.ann_file is not None:
+            return None
+        return 1 if task.startswith("pose") else 80
+
 
 class VocDatasetConfig(_DatasetCommon):
     """PASCAL VOC layout ``root/VOC<year>/{Annotations,JPEGImages,ImageSets/Main/<split>.txt}``.
@@ -109,6 +115,9 @@ class VocDatasetConfig(_DatasetCommon):
     sets: list[tuple[str, str]] = Field(default_factory=lambda: [("2007", "test")], description="[(year, split)]")
     difficult_as_crowd: bool = Field(False, description="mark difficult objects iscrowd (ignored by assigners)")
     check_images: bool = True
+
+    def known_num_classes(self, task: str) -> int:
+        return 20
 
     @field_validator("sets", mode="before")
     @classmethod
@@ -130,14 +139,20 @@ class SyntheticDatasetConfig(_DatasetCommon):
     max_objects: int = Field(4, ge=1, le=100)
     pipeline: PipelineConfig = PipelineConfig(resize="none")
 
+    def known_num_classes(self, task: str) -> int:
+        return 4  # rectangle, ellipse, triangle, star (lsvr_data.synthetic.CLASSES)
+
 
 class CocoEvaluatorConfig(EvaluatorConfig):
     """pycocotools COCOeval; ``iou_types`` default by task (bbox; segm adds segm; pose adds keypoints)."""
 
     type: Literal["coco"] = "coco"
     iou_types: list[Literal["bbox", "segm", "keypoints"]] | None = None
-    per_class: bool = Field(False, description="also report <iou_type>/AP_<class name>")
+    per_class: bool = Field(True, description="also report <iou_type>/AP_<class name> (log and metrics.jsonl)")
     max_dets: int = Field(100, gt=0, description="detections kept per image (highest scores)")
+    backend: Literal["auto", "pycocotools", "faster_coco_eval", "hotcoco"] = Field(
+        "auto", description="COCOeval implementation: auto = fastest installed (hotcoco, faster_coco_eval, "
+        "pycocotools); all give identical stats")
 
 
 class VocEvaluatorConfig(EvaluatorConfig):
@@ -145,4 +160,4 @@ class VocEvaluatorConfig(EvaluatorConfig):
 
     type: Literal["voc"] = "voc"
     use_07_metric: bool = True
-    per_class: bool = False
+    per_class: bool = Field(True, description="also report voc/AP50_<class name> (log and metrics.jsonl)")

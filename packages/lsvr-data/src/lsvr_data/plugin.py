@@ -45,12 +45,15 @@ def lsvr_add_commands(subparsers: argparse._SubParsersAction) -> None:  # noqa: 
     p.add_argument("gt_json", metavar="GT_JSON")
     p.add_argument("results_json", metavar="RESULTS_JSON")
     p.add_argument("--iou-type", choices=("bbox", "segm", "keypoints"), default="bbox")
+    p.add_argument("--backend", choices=("auto", "pycocotools", "faster_coco_eval", "hotcoco"), default="auto",
+                   help="COCOeval implementation (identical stats; auto = fastest installed)")
     p.add_argument("--json", action="store_true", help="print the stats as one JSON object")
 
     def run(args: argparse.Namespace) -> int:
         from lsvr_data.cli import eval_results
 
-        return eval_results(args.gt_json, args.results_json, args.iou_type, as_json=args.json)
+        return eval_results(args.gt_json, args.results_json, args.iou_type, as_json=args.json,
+                            backend=args.backend)
 
     p.set_defaults(func=run)
 

@@ -6,7 +6,7 @@ per-task value of the spec, resolved by the head when it is built.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from lsvr_core.api import (
     AssignerConfig,
@@ -14,6 +14,7 @@ from lsvr_core.api import (
     FocalLossConfig,
     HeadConfig,
     LossConfig,
+    Slot,
     SmoothL1LossConfig,
 )
 from pydantic import Field
@@ -70,15 +71,17 @@ class LSNetHeadConfig(HeadConfig):
         False, description="reproduce the reference's compounding offset scaling on the 3rd sampled level (§11.1)")
     pad_divisor: int = Field(32, gt=0, description="grid points inside each image padded to this are valid (§3)")
 
-    assigner_init: AssignerConfig = CentroidAssignerConfig()
-    assigner_refine: AssignerConfig = ATSSAssignerConfig()
-    loss_cls: LossConfig = FocalLossConfig()
-    loss_init: LossConfig = CrossIoULossConfig(loss_weight=1.0)
-    loss_refine: LossConfig = CrossIoULossConfig(loss_weight=2.0)
-    loss_box_init: LossConfig = Field(CrossIoULossConfig(loss_weight=0.1),
-                                      description="pose_bbox only: the box (border mid-point) branch, init stage")
-    loss_box_refine: LossConfig = Field(CrossIoULossConfig(loss_weight=0.2),
-                                        description="pose_bbox only: the box branch, refine stage")
+    # nested slots and the interface each calls (lsvr_core.hookspecs): the resolver offers only what fits
+    assigner_init: Annotated[AssignerConfig, Slot("point_assigner")] = CentroidAssignerConfig()
+    assigner_refine: Annotated[AssignerConfig, Slot("point_box_assigner")] = ATSSAssignerConfig()
+    loss_cls: Annotated[LossConfig, Slot("classification_loss")] = FocalLossConfig()
+    loss_init: Annotated[LossConfig, Slot("landmark_loss")] = CrossIoULossConfig(loss_weight=1.0)
+    loss_refine: Annotated[LossConfig, Slot("landmark_loss")] = CrossIoULossConfig(loss_weight=2.0)
+    loss_box_init: Annotated[LossConfig, Slot("landmark_loss")] = Field(
+        CrossIoULossConfig(loss_weight=0.1),
+        description="pose_bbox only: the box (border mid-point) branch, init stage")
+    loss_box_refine: Annotated[LossConfig, Slot("landmark_loss")] = Field(
+        CrossIoULossConfig(loss_weight=0.2), description="pose_bbox only: the box branch, refine stage")
 
     nms_pre: int | None = Field(None, gt=0, description="top locations per level before NMS (None: 1000, pose 100)")
     score_thr: float = Field(0.05, ge=0, le=1)
@@ -116,7 +119,14 @@ class SEPFocalLossConfig(LossConfig):
 class LSCPVHeadConfig(LSNetHeadConfig):
     """LSNet bbox head with corner point verification (``LSCPVHead``, spec §5): a shared DCN block, a semantic
     branch, top-left / bottom-right corner pooling with heatmap + offset outputs fed to the refiner and the
-    classifier, and corner snapping of the boxes of levels 2..5 at inference."""
+    classifier, and corner snapping of the boxes of levels 2..5 at inference.
+
+    Slot interfaces of the CPV-only slots (``loss_offset`` is a standard ``regression_loss``):
+    ``corner_heatmap_assigner``: ``(points (P, 2) xy px, point_strides (P,), gt_boxes (G, 4)) -> (top-left,
+    bottom-right)`` each with ``heatmap`` (P,) in [0, 1] and ``offset`` (P, 2) cells.
+    ``corner_heatmap_loss``: ``(probabilities (M,), target (M,) in [0, 1], weight=, avg_factor=)``.
+    ``semantic_loss``: ``(logits (M,), target (M,) in {0, 1}, weight (M,), avg_factor)``.
+    """
 
     type: Literal["lscpv"] = "lscpv"  # type: ignore[assignment]
     shared_stacked_convs: int = Field(1, ge=0, description="blocks after the box tower feeding corners and semantics")
@@ -124,10 +134,10 @@ class LSCPVHeadConfig(LSNetHeadConfig):
     corner_first_kernel: int = Field(3, gt=0, description="kernel of the pre-pool convs (odd)")
     corner_kernel: int = Field(1, gt=0, description="kernel of the corner block's output conv (odd)")
     snap_corners: bool = Field(True, description="inference: move box corners to the corner heatmap maxima (§5)")
-    assigner_heatmap: AssignerConfig = PointHeatmapAssignerConfig()
-    loss_heatmap: LossConfig = GaussianFocalLossConfig(loss_weight=0.25)
-    loss_offset: LossConfig = SmoothL1LossConfig(beta=1.0 / 9, loss_weight=1.0)
-    loss_sem: LossConfig = SEPFocalLossConfig(loss_weight=0.1)
+    assigner_heatmap: Annotated[AssignerConfig, Slot("corner_heatmap_assigner")] = PointHeatmapAssignerConfig()
+    loss_heatmap: Annotated[LossConfig, Slot("corner_heatmap_loss")] = GaussianFocalLossConfig(loss_weight=0.25)
+    loss_offset: Annotated[LossConfig, Slot("regression_loss")] = SmoothL1LossConfig(beta=1.0 / 9, loss_weight=1.0)
+    loss_sem: Annotated[LossConfig, Slot("semantic_loss")] = SEPFocalLossConfig(loss_weight=0.1)
 
 
 class Res2NetConfig(BackboneConfig):

@@ -32,11 +32,14 @@ def lsvr_heads() -> list[ComponentSpec]:
 def lsvr_assigners() -> list[ComponentSpec]:
     return [
         ComponentSpec("assigner", "centroid", c.CentroidAssignerConfig, f"{_P}.assigners.centroid:build_centroid",
-                      "one nearest grid point per object on its scale-selected level (LSNet init stage)"),
+                      "one nearest grid point per object on its scale-selected level (LSNet init stage)",
+                      implements=("point_assigner",)),
         ComponentSpec("assigner", "atss", c.ATSSAssignerConfig, f"{_P}.assigners.atss:build_atss",
-                      "ATSS top-k per level over predicted boxes (LSNet refine stage and classifier)"),
+                      "ATSS top-k per level over predicted boxes (LSNet refine stage and classifier)",
+                      implements=("point_box_assigner",)),
         ComponentSpec("assigner", "point_hm", c.PointHeatmapAssignerConfig, f"{_P}.assigners.point_hm:build_point_hm",
-                      "corner heatmaps: nearest point per box corner and level + Gaussian bumps (LSNet CPV)"),
+                      "corner heatmaps: nearest point per box corner and level + Gaussian bumps (LSNet CPV)",
+                      implements=("corner_heatmap_assigner",)),
     ]
 
 
@@ -44,11 +47,13 @@ def lsvr_assigners() -> list[ComponentSpec]:
 def lsvr_losses() -> list[ComponentSpec]:
     return [
         ComponentSpec("loss", "cross_iou", c.CrossIoULossConfig, f"{_P}.losses.cross_iou:build_cross_iou",
-                      "cross-IoU of (up, down, left, right) landmark vectors: bbox, polygon, keypoint"),
+                      "cross-IoU of (up, down, left, right) landmark vectors: bbox, polygon, keypoint",
+                      implements=("landmark_loss",)),
         ComponentSpec("loss", "gaussian_focal", c.GaussianFocalLossConfig, f"{_P}.losses.corner:build_gaussian_focal",
-                      "CornerNet focal loss on Gaussian heatmap targets (LSNet CPV corners)"),
+                      "CornerNet focal loss on Gaussian heatmap targets (LSNet CPV corners)", implements=("corner_heatmap_loss",)),
         ComponentSpec("loss", "sep_focal", c.SEPFocalLossConfig, f"{_P}.losses.corner:build_sep_focal",
-                      "focal loss with separately normalised positives / negatives (LSNet CPV semantic maps)"),
+                      "focal loss with separately normalised positives / negatives (LSNet CPV semantic maps)",
+                      implements=("semantic_loss",)),
     ]
 
 

@@ -5,9 +5,9 @@ Defaults follow the v1 ("ACCV") reference of ``shared/specs/mutualguide.md``; se
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from lsvr_core.api import AssignerConfig, BackboneConfig, FocalLossConfig, HeadConfig, LossConfig, NeckConfig
+from lsvr_core.api import AssignerConfig, BackboneConfig, FocalLossConfig, HeadConfig, LossConfig, NeckConfig, Slot
 from pydantic import BaseModel, ConfigDict, Field
 
 _PRETRAINED = "torchvision ImageNet weights from torch's hub cache (never downloaded)"
@@ -15,14 +15,19 @@ _PRETRAINED = "torchvision ImageNet weights from torch's hub cache (never downlo
 # --- backbones (§2 "Backbones": each returns c3 at stride 8 and c4 at stride 16) ---------------------------
 
 
-class VGG16BNConfig(BackboneConfig):
+class _TwoLevelConfig(BackboneConfig):
+    def output_strides(self) -> dict[str, int]:
+        return {"c3": 8, "c4": 16}
+
+
+class VGG16BNConfig(_TwoLevelConfig):
     """torchvision VGG16-BN: conv4_3 (512 @ 8) and pool4 + conv5_x (512 @ 16)."""
 
     type: Literal["vgg16_bn"] = "vgg16_bn"
     pretrained: bool = Field(False, description=_PRETRAINED)
 
 
-class ResNetMGConfig(BackboneConfig):
+class ResNetMGConfig(_TwoLevelConfig):
     """torchvision ResNet without the stem max-pool: layer3 @ 8 and layer4 @ 16."""
 
     type: Literal["resnet_mg"] = "resnet_mg"
@@ -30,7 +35,7 @@ class ResNetMGConfig(BackboneConfig):
     pretrained: bool = Field(False, description=_PRETRAINED)
 
 
-class ShuffleNetV2Config(BackboneConfig):
+class ShuffleNetV2Config(_TwoLevelConfig):
     """torchvision ShuffleNetV2 without the stem max-pool: stage3 @ 8 and stage4 @ 16."""
 
     type: Literal["shufflenet_v2"] = "shufflenet_v2"
@@ -38,7 +43,7 @@ class ShuffleNetV2Config(BackboneConfig):
     pretrained: bool = Field(False, description=_PRETRAINED)
 
 
-class RepVGGConfig(BackboneConfig):
+class RepVGGConfig(_TwoLevelConfig):
     """RepVGG-A2 with stage0 at stride 1: stage3 (384 @ 8) and stage4 (1408 @ 16), re-parameterisable."""
 
     type: Literal["repvgg_a2"] = "repvgg_a2"
@@ -63,6 +68,13 @@ class _MGNeckConfig(NeckConfig):
     out_channels: int = Field(256, gt=0, description="fea_channel: 256, or 128 for ShuffleNet (§2)")
     num_levels: int = Field(4, ge=2, le=6, description="pyramid levels L: 4 below 512 px, 5 at 512 (§2)")
     in_levels: tuple[str, str] = Field(("c3", "c4"), description="backbone maps at strides 8 and 16")
+
+    def output_strides(self, inputs: dict[str, int]) -> dict[str, int] | None:
+        """``num_levels`` levels from the first input's stride, doubling: p3, p4, ... for stride 8."""
+        if self.in_levels[0] not in inputs:
+            return None
+        strides = [inputs[self.in_levels[0]] * 2**k for k in range(self.num_levels)]
+        return {f"p{s.bit_length() - 1}": s for s in strides}
 
 
 class SSDNeckConfig(_MGNeckConfig):
@@ -177,10 +189,12 @@ class MutualGuideHeadConfig(HeadConfig):
     anchor_base: float = Field(24.0, gt=0, description="base anchor size of the first level, pixels (§2)")
     variances: tuple[float, float] = Field((0.1, 0.2), description="SSD box-coding variances (centre, size)")
     prior_prob: float = Field(0.01, gt=0, lt=1)
-    assigner: AssignerConfig = MutualGuideAssignerConfig()
-    loss_cls: LossConfig = FocalLossConfig(alpha=0.25, gamma=1.0)
-    loss_bbox: LossConfig = BalancedL1LossConfig()
-    loss_iou: LossConfig | None = Field(None, description="extra decoded-box loss (v2: siou)")
+    # nested slots and the interface each calls (lsvr_core.hookspecs): the resolver offers only what fits
+    assigner: Annotated[AssignerConfig, Slot("anchor_assigner")] = MutualGuideAssignerConfig()
+    loss_cls: Annotated[LossConfig, Slot("soft_classification_loss")] = FocalLossConfig(alpha=0.25, gamma=1.0)
+    loss_bbox: Annotated[LossConfig, Slot("regression_loss")] = BalancedL1LossConfig()
+    loss_iou: Annotated[LossConfig, Slot("box_loss")] | None = Field(
+        None, description="extra decoded-box loss (v2: siou)")
     score_thresh: float = Field(0.005, ge=0, le=1)
     nms_thresh: float = Field(0.5, gt=0, le=1)
     detections_per_img: int = Field(300, gt=0)

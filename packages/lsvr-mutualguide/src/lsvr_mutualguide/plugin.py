@@ -54,9 +54,11 @@ def lsvr_heads() -> list[ComponentSpec]:
 def lsvr_assigners() -> list[ComponentSpec]:
     return [
         ComponentSpec("assigner", "mutual_guide", c.MutualGuideAssignerConfig, f"{_P}.assigners:build_mutual_guide",
-                      "mutual guidance: cls by predicted-box IoU, reg by score-amplified anchor IoU (v1/v2)"),
+                      "mutual guidance: cls by predicted-box IoU, reg by score-amplified anchor IoU (v1/v2)",
+                      implements=("anchor_assigner",)),
         ComponentSpec("assigner", "iou", c.IoUAssignerConfig, f"{_P}.assigners:build_iou",
-                      "max-IoU anchor matching 0.5/0.4 with forced best anchor (MutualGuide baseline)"),
+                      "max-IoU anchor matching 0.5/0.4 with forced best anchor (MutualGuide baseline)",
+                      implements=("anchor_assigner",)),
     ]
 
 
@@ -64,10 +66,12 @@ def lsvr_assigners() -> list[ComponentSpec]:
 def lsvr_losses() -> list[ComponentSpec]:
     return [
         ComponentSpec("loss", "balanced_l1", c.BalancedL1LossConfig, f"{_P}.losses:build_balanced_l1",
-                      "Balanced L1 (Libra R-CNN)"),
+                      "Balanced L1 (Libra R-CNN)", implements=("regression_loss",)),
         ComponentSpec("loss", "varifocal_poly", c.VarifocalPolyLossConfig, f"{_P}.losses:build_varifocal_poly",
-                      "MutualGuide v2 soft-label BCE (Varifocal-like) plus a Poly-1 term"),
-        ComponentSpec("loss", "siou", c.SIoULossConfig, f"{_P}.losses:build_siou", "SIoU box loss"),
+                      "MutualGuide v2 soft-label BCE (Varifocal-like) plus a Poly-1 term",
+                      implements=("soft_classification_loss",)),
+        ComponentSpec("loss", "siou", c.SIoULossConfig, f"{_P}.losses:build_siou", "SIoU box loss",
+                      implements=("box_loss",)),
     ]
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from lsvr_core.specs import BackboneConfig, HeadConfig, LossConfig, NeckConfig
+
+RESNET_STRIDES = {"c2": 4, "c3": 8, "c4": 16, "c5": 32}
 
 
 class ResNetConfig(BackboneConfig):
@@ -25,6 +27,17 @@ class ResNetConfig(BackboneConfig):
     out_levels: tuple[str, ...] = ("c3", "c4", "c5")
     pretrained: bool = Field(False, description="load torchvision ImageNet weights from torch's cache if present")
 
+    @field_validator("out_levels")
+    @classmethod
+    def _known_levels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [lv for lv in value if lv not in RESNET_STRIDES]
+        if bad or not value:
+            raise ValueError(f"levels must be among {', '.join(RESNET_STRIDES)}; unknown: {bad or 'none given'}")
+        return value
+
+    def output_strides(self) -> dict[str, int]:
+        return {lv: RESNET_STRIDES[lv] for lv in self.out_levels}
+
 
 class FPNConfig(NeckConfig):
     """Feature pyramid over c3..c5 with extra levels P6/P7 (from C5 or P5)."""
@@ -38,6 +51,16 @@ class FPNConfig(NeckConfig):
     norm: Literal["none", "gn"] = "none"
     extra_norm: bool = Field(False, description="GroupNorm(32) after each extra-level conv (then bias-free), as "
                              "the LSNet reference FPN (norm_cfg applies to P6/P7 too); needs norm: gn")
+
+    def output_strides(self, inputs: dict[str, int]) -> dict[str, int] | None:
+        """``c3`` -> ``p3`` at the same stride, then ``num_extra`` levels, each at twice the stride."""
+        if any(lv not in inputs for lv in self.in_levels) or not self.in_levels:
+            return None
+        out = {f"p{lv[1:]}": inputs[lv] for lv in self.in_levels}
+        number, stride = int(self.in_levels[-1][1:]), inputs[self.in_levels[-1]]
+        for i in range(1, self.num_extra + 1):
+            out[f"p{number + i}"] = stride * 2**i
+        return out
 
 
 class FocalLossConfig(LossConfig):

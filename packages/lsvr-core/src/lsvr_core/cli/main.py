@@ -50,8 +50,13 @@ def build_parser(manager_factory=None) -> argparse.ArgumentParser:  # noqa: ANN0
     p.add_argument("--score-thresh", type=float, default=0.3, help="draw detections above this score")
     p.set_defaults(func=cmd.cmd_predict)
 
-    p = sub.add_parser("validate", help="check a config without importing torch")
+    p = sub.add_parser("validate", help="check a config without importing torch (--build: build it and run it once)")
     config_args(p)
+    p.add_argument("--build", action="store_true",
+                   help="also build the model on CPU and run one training and one inference forward on a tiny "
+                   "synthetic batch; prints the parameter count")
+    p.add_argument("--image-size", type=int, default=128, metavar="PX",
+                   help="--build: side of the synthetic images (rounded up to data.size_divisor)")
     p.set_defaults(func=cmd.cmd_validate)
 
     p = sub.add_parser("config", help="config utilities")
@@ -92,6 +97,8 @@ def build_parser(manager_factory=None) -> argparse.ArgumentParser:  # noqa: ANN0
 
     p = sub.add_parser("new-plugin", help="write a working third-party plugin package")
     p.add_argument("name", help="plugin name, e.g. 'my-head' (distribution lsvr-my-head)")
+    p.add_argument("--kind", default="neck", choices=("backbone", "neck", "head", "assigner", "loss", "dataset"),
+                   help="the component the package registers (default: neck)")
     p.add_argument("--dir", default=".", help="parent folder of the new package")
     p.set_defaults(func=cmd.cmd_new_plugin)
 

@@ -95,6 +95,14 @@ class EMASection(Section):
     tau: float = Field(2000.0, gt=0, description="ramp-up: decay * (1 - exp(-updates / tau))")
 
 
+class CheckpointSection(Section):
+    """What a run keeps in ``work_dir/checkpoints`` (``last.pt`` is always written and is always the newest)."""
+
+    keep_last: int = Field(1, ge=1, le=1000, description="most recent checkpoints kept, last.pt included: "
+                           "1 keeps last.pt only; N > 1 also keeps the N-1 newest epoch_N.pt")
+    save_best: bool = Field(True, description="keep best.pt, the checkpoint with the best eval.metric")
+
+
 class RuntimeSection(Section):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps|xpu(:\d+)?)$",
                         description="'auto', 'cpu', 'cuda' or 'cuda:N' (also 'mps', 'xpu', 'xpu:N')")
@@ -103,7 +111,8 @@ class RuntimeSection(Section):
     deterministic: bool = False
     work_dir: Path = Path("work_dirs/run")
     channels_last: bool = False
-    checkpoint_interval: int = Field(1, gt=0, description="epochs between numbered checkpoints")
+    checkpoint_interval: int = Field(1, gt=0, description="epochs between numbered checkpoints (keep_last > 1)")
+    checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
     threads: int | None = Field(None, gt=0, le=1024, description="torch CPU threads (default: torch's choice)")
     ema: EMASection | None = Field(None, description="keep an EMA of the weights (evaluated and saved)")
 
@@ -153,6 +162,7 @@ class WandbSection(Section):
 class LoggingSection(Section):
     interval: int = Field(20, gt=0, description="iterations between log lines")
     wandb: WandbSection = WandbSection()
+    tensorboard: bool = Field(False, description="write TensorBoard event files to work_dir/tensorboard")
 
 
 class RunConfigBase(Section):

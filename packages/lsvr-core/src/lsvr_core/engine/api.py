@@ -74,7 +74,7 @@ def evaluate(cfg: Any, manager: Any, *, checkpoint: str) -> int:
     from lsvr_core.engine.data import shutdown_workers
     from lsvr_core.engine.evaluate import eval_subset, predict_dataset, score
     from lsvr_core.engine.optim import resolve_precision
-    from lsvr_core.engine.progress import metrics_table
+    from lsvr_core.engine.progress import console_logger, metrics_table
 
     if cfg.eval.evaluator is None:
         raise LsvrError("eval.evaluator is not set: nothing to score the predictions with")
@@ -96,7 +96,7 @@ def evaluate(cfg: Any, manager: Any, *, checkpoint: str) -> int:
                                     precision=precision, dist=dist, batch_size=cfg.data.val_batch_size,
                                     num_workers=cfg.data.num_workers, size_divisor=cfg.data.size_divisor,
                                     channels_last=cfg.runtime.channels_last,
-                                    skip_log=SkipLog(logging.getLogger("lsvr.engine")))
+                                    skip_log=SkipLog(logging.getLogger("lsvr.engine")), log=console_logger())
         if dist.is_main:
             metrics = score(evaluator, preds)
             print(f"{checkpoint}: {len(preds)} images")

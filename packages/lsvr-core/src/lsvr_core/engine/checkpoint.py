@@ -81,6 +81,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def prune_numbered(folder: Path, keep: int) -> list[Path]:
+    """Delete all but the ``keep`` newest ``epoch_N.pt`` in ``folder`` (by N); returns the deleted paths."""
+    numbered = sorted((p for p in folder.glob("epoch_*.pt") if p.stem[6:].isdigit()), key=lambda p: int(p.stem[6:]))
+    doomed = numbered[:-keep] if keep > 0 else numbered
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return doomed
+
+
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True``.
 

@@ -26,7 +26,7 @@ from lsvr_core.engine.corrupt import SkipLog, take_skipped
 from lsvr_core.engine.data import GroupedBatchSampler, SeededDataset, shutdown_workers, train_loader
 from lsvr_core.engine.ema import build_ema
 from lsvr_core.engine.emergency import write_emergency
-from lsvr_core.engine.evaluate import draw_samples, eval_subset, predict_dataset, score
+from lsvr_core.engine.evaluate import eval_subset, predict_dataset, score
 from lsvr_core.engine.lr_scaling import effective_lr
 from lsvr_core.engine.optim import build_optimizer, grad_norm_params, resolve_precision
 from lsvr_core.engine.predict_io import checkpoint_meta
@@ -149,13 +149,15 @@ class Trainer:
         }
 
     def save(self, *, numbered: int | None = None, best: bool = False) -> None:
-        """Write ``last.pt`` (and ``epoch_N.pt`` / ``best.pt``) on rank 0."""
+        """Write ``last.pt`` (and ``epoch_N.pt`` / ``best.pt``, per ``runtime.checkpoint``) on rank 0."""
         if self.dist.is_main:
             state = self._state()
+            retention = self.cfg.runtime.checkpoint
             C.save_atomic(state, self.work.last)
-            if numbered is not None:
+            if numbered is not None and retention.keep_last > 1:
                 C.save_atomic(state, self.work.epoch_checkpoint(numbered))
-            if best:
+                C.prune_numbered(self.work.checkpoints, keep=retention.keep_last - 1)
+            if best and retention.save_best:
                 C.save_atomic(state, self.work.best)
         self.last_saved_iter = self.iter
         D.barrier(self.dist)
@@ -229,8 +231,10 @@ class Trainer:
                 lr = self._last_lr
                 progress.update(self.iter, self.batch_in_epoch, self._last_losses, lr)
                 if self.iter % cfg.logging.interval == 0:
-                    self.manager.hook.lsvr_log_metrics(run=self.run, step=self.iter,
-                                                       metrics={**self._last_losses, "lr": lr, "epoch": self.epoch})
+                    scalars = {**self._last_losses, "lr": lr, "epoch": self.epoch}
+                    if self.dist.is_main:
+                        self.work.append_metrics({"step": self.iter, **scalars}, self.work.scalars)
+                    self.manager.hook.lsvr_log_metrics(run=self.run, step=self.iter, metrics=scalars)
                 if stop or (self.stop_signal is not None and not self.dist.distributed):
                     progress.close()
                     return self._interrupted()
@@ -246,7 +250,22 @@ class Trainer:
             if not final and self._stop_requested():
                 return self._interrupted()
         self.log.info(f"done: {self.iter} iterations; checkpoints in {self.work.checkpoints}")
+        self._plot_curves()
         return 0
+
+    def _plot_curves(self) -> None:
+        """Write ``curves.png`` (losses, lr, AP) on rank 0 and send it to the loggers; never fails the run."""
+        if not self.dist.is_main:
+            return
+        from lsvr_core.engine.curves import plot_curves
+
+        try:
+            path = plot_curves(self.work.scalars, self.work.metrics, self.work.curves)
+        except Exception as err:  # a plotting problem must not turn a finished run into a failed one
+            self.log.warning(f"could not draw {self.work.curves}: {type(err).__name__}: {err}")
+            return
+        if path is not None:
+            self.manager.hook.lsvr_log_images(run=self.run, step=self.iter, images={"curves": path})
 
     def _step(self, batch: Any) -> bool:
         """One optimisation step; returns True when some rank asked to stop (after this step)."""
@@ -324,7 +343,7 @@ class Trainer:
         preds = predict_dataset(model, subset, device=self.device, precision=self.precision, dist=self.dist,
                                 batch_size=cfg.data.val_batch_size, num_workers=cfg.data.num_workers,
                                 size_divisor=cfg.data.size_divisor, channels_last=cfg.runtime.channels_last,
-                                skip_log=self.skips)
+                                skip_log=self.skips, log=self.log)
         metrics: dict[str, float] = {}
         if self.dist.is_main:
             metrics = score(self.evaluator, preds)
@@ -336,7 +355,11 @@ class Trainer:
             self.log.info(f"evaluation at iteration {self.iter} ({len(preds)} images, "
                           f"{time.perf_counter() - t0:.1f} s):\n{metrics_table(metrics)}")
             if cfg.eval.num_draw:
-                images = draw_samples(self.val_ds, preds, num=cfg.eval.num_draw, out_dir=self.work.predictions,
-                                      tag=tag, class_names=getattr(self.val_ds, "classes", None))
-                self.manager.hook.lsvr_log_images(run=self.run, step=self.iter, images=images)
+                from lsvr_core.gallery import draw_gallery
+
+                gallery = draw_gallery(self.val_ds, preds, num=cfg.eval.num_draw,
+                                       out_path=self.work.predictions / f"gallery_{tag}.png",
+                                       class_names=getattr(self.val_ds, "classes", None))
+                if gallery is not None:
+                    self.manager.hook.lsvr_log_images(run=self.run, step=self.iter, images={f"gallery/{tag}": gallery})
         return D.broadcast_object(metrics, self.dist)

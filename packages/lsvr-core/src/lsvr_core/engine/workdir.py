@@ -83,10 +83,18 @@ class WorkDir:
             raise ConfigError(f"runtime.work_dir={str(self.root)!r}: cannot write {where}: "
                               f"{err.strerror or err}; choose another runtime.work_dir") from None
 
-    def append_metrics(self, record: dict[str, Any]) -> None:
-        """Append one JSON line to ``metrics.jsonl`` (non-finite floats are written as null)."""
+    @property
+    def scalars(self) -> Path:
+        return self.root / "scalars.jsonl"
+
+    @property
+    def curves(self) -> Path:
+        return self.root / "curves.png"
+
+    def append_metrics(self, record: dict[str, Any], path: Path | None = None) -> None:
+        """Append one JSON line to ``metrics.jsonl`` (or ``path``; non-finite floats are written as null)."""
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-        with self.metrics.open("a") as fh:
+        with (path or self.metrics).open("a") as fh:
             fh.write(json.dumps(clean) + "\n")
 
 
