@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from lsvr_core.api import AssignerConfig, FocalLossConfig, HeadConfig, LossConfig, Slot
+from lsvr_core.api import (
+    AssignerConfig,
+    BackboneConfig,
+    FocalLossConfig,
+    HeadConfig,
+    LossConfig,
+    Slot,
+    SmoothL1LossConfig,
+)
 from pydantic import Field
 
 TASKS: tuple[str, ...] = ("bbox", "segm", "pose_bbox", "pose_kbox")
@@ -80,3 +88,73 @@ class LSNetHeadConfig(HeadConfig):
     nms_iou: float = Field(0.6, gt=0, le=1, description="class-wise NMS IoU threshold")
     max_per_img: int | None = Field(None, gt=0, description="detections per image (None: 100, pose 20)")
     pose_min_area: float = Field(1024.0, ge=0, description="pose: drop boxes with area <= this (original px^2)")
+
+
+class PointHeatmapAssignerConfig(AssignerConfig):
+    """CPV corner heatmap targets: nearest point per corner and level + Gaussian bumps (spec §3.3, §5)."""
+
+    type: Literal["point_hm"] = "point_hm"
+    gaussian_bump: bool = Field(True, description="soft targets exp(-d^2 / 2 sigma^2) within the CornerNet radius")
+    gaussian_iou: float = Field(0.7, gt=0, lt=1, description="min IoU that sets the CornerNet radius")
+
+
+class GaussianFocalLossConfig(LossConfig):
+    """CornerNet focal loss on Gaussian heatmap targets (CPV corners, spec §5)."""
+
+    type: Literal["gaussian_focal"] = "gaussian_focal"
+    alpha: float = Field(2.0, ge=0)
+    gamma: float = Field(4.0, ge=0)
+    loss_weight: float = Field(1.0, ge=0)
+
+
+class SEPFocalLossConfig(LossConfig):
+    """Focal loss with separately normalised positives and negatives (CPV semantic branch, spec §5)."""
+
+    type: Literal["sep_focal"] = "sep_focal"
+    alpha: float = Field(0.25, ge=0, le=1)
+    gamma: float = Field(2.0, ge=0)
+    loss_weight: float = Field(1.0, ge=0)
+
+
+class LSCPVHeadConfig(LSNetHeadConfig):
+    """LSNet bbox head with corner point verification (``LSCPVHead``, spec §5): a shared DCN block, a semantic
+    branch, top-left / bottom-right corner pooling with heatmap + offset outputs fed to the refiner and the
+    classifier, and corner snapping of the boxes of levels 2..5 at inference.
+
+    Slot interfaces of the CPV-only slots (``loss_offset`` is a standard ``regression_loss``):
+    ``corner_heatmap_assigner``: ``(points (P, 2) xy px, point_strides (P,), gt_boxes (G, 4)) -> (top-left,
+    bottom-right)`` each with ``heatmap`` (P,) in [0, 1] and ``offset`` (P, 2) cells.
+    ``corner_heatmap_loss``: ``(probabilities (M,), target (M,) in [0, 1], weight=, avg_factor=)``.
+    ``semantic_loss``: ``(logits (M,), target (M,) in {0, 1}, weight (M,), avg_factor)``.
+    """
+
+    type: Literal["lscpv"] = "lscpv"  # type: ignore[assignment]
+    shared_stacked_convs: int = Field(1, ge=0, description="blocks after the box tower feeding corners and semantics")
+    corner_dim: int = Field(64, gt=0, description="channels of the pooled corner branches")
+    corner_first_kernel: int = Field(3, gt=0, description="kernel of the pre-pool convs (odd)")
+    corner_kernel: int = Field(1, gt=0, description="kernel of the corner block's output conv (odd)")
+    snap_corners: bool = Field(True, description="inference: move box corners to the corner heatmap maxima (§5)")
+    assigner_heatmap: Annotated[AssignerConfig, Slot("corner_heatmap_assigner")] = PointHeatmapAssignerConfig()
+    loss_heatmap: Annotated[LossConfig, Slot("corner_heatmap_loss")] = GaussianFocalLossConfig(loss_weight=0.25)
+    loss_offset: Annotated[LossConfig, Slot("regression_loss")] = SmoothL1LossConfig(beta=1.0 / 9, loss_weight=1.0)
+    loss_sem: Annotated[LossConfig, Slot("semantic_loss")] = SEPFocalLossConfig(loss_weight=0.1)
+
+
+class Res2NetConfig(BackboneConfig):
+    """Res2Net (Gao et al. 2019) v1d trunk (deep stem, average-pool shortcuts) as in mmdetection, returning
+    c2..c5 (strides 4, 8, 16, 32); the backbone of the LSNet R2-101 rows (spec §2.1)."""
+
+    type: Literal["res2net"] = "res2net"
+    depth: Literal[50, 101, 152] = 101
+    scales: int = Field(4, ge=2, description="splits of each bottleneck's 3x3 stage (the 's' of 26w x 4s)")
+    base_width: int = Field(26, gt=0, description="width of one split for the first stage (the 'w' of 26w x 4s)")
+    deep_stem: bool = Field(True, description="three 3x3 convs instead of the 7x7 stem (v1d)")
+    avg_down: bool = Field(True, description="average-pool then 1x1 conv in strided shortcuts (v1d)")
+    frozen_stages: int = Field(1, ge=-1, le=4, description="-1: none; 0: stem; k: stem and stages 1..k")
+    norm: Literal["bn", "frozen_bn", "syncbn"] = "bn"
+    norm_eval: bool = Field(True, description="keep BatchNorm in eval mode while training")
+    dcn_stages: tuple[bool, bool, bool, bool] = Field(
+        (False, False, False, False), description="DCNv2 for every 3x3 split conv of stages c2..c5 (zero-init offsets)")
+    out_levels: tuple[str, ...] = ("c3", "c4", "c5")
+    weights: str | None = Field(None, description="local ImageNet checkpoint (mmdetection key names, e.g. "
+                                "res2net101_v1d_26w_4s_mmdetv2-f0a600f9.pth); never downloaded")

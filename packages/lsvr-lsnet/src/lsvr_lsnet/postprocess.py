@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from lsvr_core.api import Batch, Predictions, Targets
 from lsvr_data.fields import EXTREME_POINTS
@@ -63,18 +65,21 @@ class LSNetPostprocessor:
         self.pose_min_area, self.pad_divisor = pose_min_area, pad_divisor
 
     @torch.no_grad()
-    def __call__(self, out: HeadOutputs, batch: Batch, strides: list[int]) -> list[Predictions]:
+    def __call__(self, out: HeadOutputs, batch: Batch, strides: list[int],
+                 refine_boxes: Callable[[Tensor, Tensor, int, Targets], Tensor] | None = None) -> list[Predictions]:
+        """``refine_boxes(boxes (M, 4), point_index (M,), image_index, meta) -> (M, 4)``, when given, edits the
+        clamped candidate boxes before NMS (CPV corner snapping, spec §5)."""
         sizes, device = out.sizes, out.cls[0].device
         points, point_strides, _ = grid_points(sizes, strides, device)
         starts = [0]
         for h, w in sizes:
             starts.append(starts[-1] + h * w)
-        return [self._image(out, i, t, points, point_strides, starts, sizes, strides, device)
+        return [self._image(out, i, t, points, point_strides, starts, sizes, strides, device, refine_boxes)
                 for i, t in enumerate(batch.targets)]
 
     def _image(self, out: HeadOutputs, i: int, meta: Targets, points: Tensor, point_strides: Tensor,
                starts: list[int], sizes: list[tuple[int, int]], strides: list[int],
-               device: torch.device) -> Predictions:
+               device: torch.device, refine_boxes: Callable[..., Tensor] | None = None) -> Predictions:
         valid = valid_points(meta.image_size, sizes, strides, self.pad_divisor, device)
         keep_idx, keep_scores = [], []
         for lv, cls in enumerate(out.cls):
@@ -102,6 +107,8 @@ class LSNetPostprocessor:
         boxes = torch.cat([torch.minimum(boxes[:, :2], boxes[:, 2:]), torch.maximum(boxes[:, :2], boxes[:, 2:])], 1)
         boxes = torch.minimum(boxes.clamp(min=0), limit.repeat(2))
         main = torch.minimum(main.clamp(min=0), limit)
+        if refine_boxes is not None:
+            boxes = refine_boxes(boxes, idx, i, meta)
 
         loc, label = (scores > self.score_thr).nonzero(as_tuple=True)
         det_scores = scores[loc, label]

@@ -72,21 +72,28 @@ class PyramidFusion(nn.Module):
     ``out = ReLU(GN(ReLU(Conv1x1(cat_3 PyramidDeformConv(f_l', offset · s_l'))) + Conv3x3(f_l)))``.
 
     Args:
-        channels: tower channels C (input and output).
+        channels: output channels C (and input channels unless ``in_channels`` is given).
         norm_groups: GroupNorm groups.
         faithful_offset_scaling: reproduce the reference's compounding scale on the 3rd visited level
             (offsets x s_2 x s_3 instead of x s_3; spec §11.1). False applies each level's own scale.
+        in_channels: input channels of the pyramid conv and the 3x3 skip (CPV: C + 6 corner channels, §5).
+        pyramid_init: ``kaiming`` (kaiming-normal fan_out relu, ``LSHead``) or ``normal`` (N(0, 0.01), ``LSCPVHead``).
     Source: LSNet spec §2.2 (``pts_*_refine_conv`` / ``pts_cls_conv``, ``*_af_dcn_conv``, ``*_feat_conv``,
-        ``*_GN``), §2.3 stage 2, §2.4. The pyramid conv weight is kaiming-normal (fan_out, relu), no bias.
+        ``*_GN``), §2.3 stage 2, §2.4, §5. The pyramid conv has no bias.
     """
 
-    def __init__(self, channels: int, norm_groups: int, faithful_offset_scaling: bool = False) -> None:
+    def __init__(self, channels: int, norm_groups: int, faithful_offset_scaling: bool = False,
+                 in_channels: int | None = None, pyramid_init: str = "kaiming") -> None:
         super().__init__()
+        in_channels = in_channels or channels
         self.faithful_offset_scaling = faithful_offset_scaling
-        self.weight = nn.Parameter(torch.empty(channels, channels, 3, 3))
-        nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
+        self.weight = nn.Parameter(torch.empty(channels, in_channels, 3, 3))
+        if pyramid_init == "normal":
+            nn.init.normal_(self.weight, 0.0, 0.01)
+        else:
+            nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
         self.fuse = nn.Conv2d(3 * channels, channels, 1)
-        self.skip = nn.Conv2d(channels, channels, 3, padding=1)
+        self.skip = nn.Conv2d(in_channels, channels, 3, padding=1)
         self.norm = nn.GroupNorm(norm_groups, channels)
         normal_init(self.fuse)
         normal_init(self.skip)

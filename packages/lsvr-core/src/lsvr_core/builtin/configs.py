@@ -49,6 +49,8 @@ class FPNConfig(NeckConfig):
     extra_source: Literal["c5", "p5"] = "p5"
     extra_relu: bool = Field(True, description="ReLU before each extra level after the first (RetinaNet/FCOS)")
     norm: Literal["none", "gn"] = "none"
+    extra_norm: bool = Field(False, description="GroupNorm(32) after each extra-level conv (then bias-free), as "
+                             "the LSNet reference FPN (norm_cfg applies to P6/P7 too); needs norm: gn")
 
     def output_strides(self, inputs: dict[str, int]) -> dict[str, int] | None:
         """``c3`` -> ``p3`` at the same stride, then ``num_extra`` levels, each at twice the stride."""

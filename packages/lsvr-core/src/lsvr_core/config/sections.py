@@ -51,8 +51,17 @@ class DataSection(Section):
         "error", description="an image that cannot be loaded: stop the run, or skip it (logged, in metrics.jsonl)")
 
 
+class AutoScaleLRSection(Section):
+    """Linear lr scaling (Goyal et al. 2017): lr_used = optim.lr * total_batch / base_batch_size, where
+    total_batch = data.batch_size * world size."""
+
+    enabled: bool = False
+    base_batch_size: int = Field(16, gt=0, description="the total batch optim.lr was written for")
+
+
 class OptimSection(Section):
-    """Optimizer with parameter groups. ``lr`` is for the whole (global) batch as written."""
+    """Optimizer with parameter groups. ``lr`` is for the whole (global) batch as written, or for
+    ``auto_scale_lr.base_batch_size`` images when ``auto_scale_lr.enabled``."""
 
     type: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.01, gt=0)
@@ -62,6 +71,7 @@ class OptimSection(Section):
     weight_decay: float = Field(1e-4, ge=0)
     no_decay_norm_bias: bool = False
     grad_clip: float | None = Field(None, gt=0, description="max global L2 norm of gradients")
+    auto_scale_lr: AutoScaleLRSection = AutoScaleLRSection()
 
 
 class ScheduleSection(Section):
@@ -107,12 +117,38 @@ class RuntimeSection(Section):
     ema: EMASection | None = Field(None, description="keep an EMA of the weights (evaluated and saved)")
 
 
+class TestTimeAugSection(Section):
+    """Multi-scale + flip test-time augmentation of ``lsvr eval`` and ``lsvr predict`` (not of the evaluations
+    during training). Each scale is an mmdetection ``img_scale`` (long, short): the image is resized keeping its
+    aspect ratio to fit both bounds; with ``flip`` every scale also runs on the mirrored image."""
+
+    enabled: bool = False
+    scales: list[tuple[int, int]] = Field(default_factory=lambda: [(1333, 800)], min_length=1)
+    flip: bool = True
+    scale_ranges: list[tuple[float, float]] | None = Field(
+        None, description="per scale [min, max] of sqrt(box area) in that scale's pixels; detections outside drop")
+    merge: Literal["vote", "nms"] = Field("vote", description="vote: per-class box voting (ATSS / LSNet "
+                                          "aug_test_vote); nms: class-wise NMS over the union of detections")
+    vote_iou: float = Field(0.66, gt=0, le=1, description="vote: IoU that joins a cluster")
+    soft_score_thr: float = Field(0.05, ge=0, le=1, description="vote: keep soft copies with score*(1-IoU) >= this")
+    nms_iou: float = Field(0.6, gt=0, le=1, description="nms: suppression IoU")
+    max_per_img: int = Field(1000, gt=0, description="detections kept per image after merging")
+
+    @model_validator(mode="after")
+    def _ranges_per_scale(self) -> TestTimeAugSection:
+        if self.scale_ranges is not None and len(self.scale_ranges) != len(self.scales):
+            raise ValueError(f"test_time_aug.scale_ranges has {len(self.scale_ranges)} entries but scales has "
+                             f"{len(self.scales)}; give one [min, max] per scale")
+        return self
+
+
 class EvalSection(Section):
     evaluator: EvaluatorConfig | None = None
     interval: int = Field(1, gt=0, description="evaluate every N epochs (and always at the end)")
     metric: str = Field("bbox/AP", description="main metric, used to keep the best checkpoint")
     max_images: int | None = Field(None, gt=0, description="evaluate on the first N val images only")
     num_draw: int = Field(4, ge=0, description="drawn predictions saved per evaluation")
+    test_time_aug: TestTimeAugSection = TestTimeAugSection()
 
 
 class WandbSection(Section):

@@ -84,11 +84,19 @@ def evaluate(cfg: Any, manager: Any, *, checkpoint: str) -> int:
         val_ds = build_dataset(cfg, manager, train=False)
         evaluator = build_evaluator(cfg, manager, val_ds) if dist.is_main else None
         model = _load_model(cfg, manager, checkpoint, device)
-        preds = predict_dataset(model, eval_subset(val_ds, cfg.eval.max_images), device=device,
-                                precision=resolve_precision(cfg.runtime.precision, device), dist=dist,
-                                batch_size=cfg.data.val_batch_size, num_workers=cfg.data.num_workers,
-                                size_divisor=cfg.data.size_divisor, channels_last=cfg.runtime.channels_last,
-                                skip_log=SkipLog(logging.getLogger("lsvr.engine")), log=console_logger())
+        precision = resolve_precision(cfg.runtime.precision, device)
+        if cfg.eval.test_time_aug.enabled:
+            from lsvr_core.engine.tta import predict_dataset_tta
+
+            preds = predict_dataset_tta(model, eval_subset(val_ds, cfg.eval.max_images), cfg.eval.test_time_aug,
+                                        device=device, precision=precision, dist=dist,
+                                        size_divisor=cfg.data.size_divisor)
+        else:
+            preds = predict_dataset(model, eval_subset(val_ds, cfg.eval.max_images), device=device,
+                                    precision=precision, dist=dist, batch_size=cfg.data.val_batch_size,
+                                    num_workers=cfg.data.num_workers, size_divisor=cfg.data.size_divisor,
+                                    channels_last=cfg.runtime.channels_last,
+                                    skip_log=SkipLog(logging.getLogger("lsvr.engine")), log=console_logger())
         if dist.is_main:
             metrics = score(evaluator, preds)
             print(f"{checkpoint}: {len(preds)} images")
@@ -177,9 +185,15 @@ def predict(cfg: Any, manager: Any, *, checkpoint: str | None, images: list[str]
             failed.append(f"{path}: {reason}")
             print(f"lsvr: skipped {path}: cannot read it: {reason}", file=sys.stderr)
             continue
-        batch = collate([_prepare(dataset, image, image_id)], cfg.data.size_divisor).to(device)
-        with precision.autocast():
-            pred = to_cpu_fp32(model(batch)[0])
+        if cfg.eval.test_time_aug.enabled:
+            from lsvr_core.engine.tta import predict_tta
+
+            pred = predict_tta(model, image, image_id, cfg.eval.test_time_aug, device=device, precision=precision,
+                               size_divisor=cfg.data.size_divisor)
+        else:
+            batch = collate([_prepare(dataset, image, image_id)], cfg.data.size_divisor).to(device)
+            with precision.autocast():
+                pred = to_cpu_fp32(model(batch)[0])
         drawn = draw_predictions(image, pred, names, score_thresh)
         print(f"{path}: {int((pred.scores >= score_thresh).sum())} detections >= {score_thresh} -> "
               f"{save_png(drawn, out / png)} (image id {image_id})")

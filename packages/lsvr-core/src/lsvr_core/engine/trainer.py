@@ -27,6 +27,7 @@ from lsvr_core.engine.data import GroupedBatchSampler, SeededDataset, shutdown_w
 from lsvr_core.engine.ema import build_ema
 from lsvr_core.engine.emergency import write_emergency
 from lsvr_core.engine.evaluate import eval_subset, predict_dataset, score
+from lsvr_core.engine.lr_scaling import effective_lr
 from lsvr_core.engine.optim import build_optimizer, grad_norm_params, resolve_precision
 from lsvr_core.engine.predict_io import checkpoint_meta
 from lsvr_core.engine.progress import Progress, metrics_table
@@ -66,8 +67,11 @@ class Trainer:
             self.log.info(f"removed {tmp}, left by an interrupted checkpoint write")
         setup_runtime(cfg)
         self.precision = resolve_precision(cfg.runtime.precision, device)
+        self.lr, lr_text = effective_lr(cfg.optim, cfg.data.batch_size, dist.world_size)
+        auto = " (auto)" if cfg.runtime.precision == "auto" else ""
         self.log.info(f"lsvr {__version__} run {source or '(config object)'} -> {self.work.root} | device {device} "
-                      f"x{dist.world_size} | precision {self.precision.name} | torch {torch.__version__}")
+                      f"x{dist.world_size} | {lr_text} | precision {self.precision.name}{auto} | "
+                      f"torch {torch.__version__}")
         if run_dir_note:
             self.log.info(run_dir_note)
 
@@ -91,7 +95,7 @@ class Trainer:
                            strict=cfg.model.init_from_strict)
         self.model = model
         self.ema = build_ema(model, cfg.runtime.ema.decay, cfg.runtime.ema.tau) if cfg.runtime.ema else None
-        self.optimizer = build_optimizer(model, cfg.optim)
+        self.optimizer = build_optimizer(model, cfg.optim.model_copy(update={"lr": self.lr}))
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, self.iters_per_epoch, self.total_iters)
         self.scaler = self.precision.grad_scaler()
         self.epoch = self.iter = self.batch_in_epoch = 0

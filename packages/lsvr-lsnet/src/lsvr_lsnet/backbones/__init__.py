@@ -1,0 +1,1 @@
+"""Backbones shipped with lsvr-lsnet (Res2Net for the R2-101 rows)."""
