@@ -262,7 +262,8 @@ def gt_dict(dataset: CocoDataset) -> dict[str, Any]:
     The annotation file is read again and put through the dataset's own checks (quietly: they were reported
     when the dataset was built); only the dataset's images (after ``check_images`` / ``filter_empty``) and the
     annotations that pass are kept. Fields COCOeval needs and the file may omit are filled in: ``id``
-    (negative, unique), ``area`` (box area), ``iscrowd`` (0) and, for keypoints, ``num_keypoints``.
+    (unique, above every id of the file: the fast backends reject negative ids), ``area`` (box area),
+    ``iscrowd`` (0) and, for keypoints, ``num_keypoints``.
     """
     data = load_json(dataset.ann_file)
     kept_images = {r.image_id for r in dataset.records}
@@ -272,12 +273,15 @@ def gt_dict(dataset: CocoDataset) -> dict[str, Any]:
     finally:
         dataset.bad = reported
     anns = []
+    next_id = 1 + max((a["id"] for group in usable.values() for a in group[3] if isinstance(a.get("id"), int)),
+                      default=0)
     for image_id, (_, _, _, image_anns) in usable.items():
         if image_id not in kept_images:
             continue
         for ann in image_anns:
             ann = dict(ann)
-            ann.setdefault("id", -1 - len(anns))
+            if not isinstance(ann.get("id"), int):
+                ann["id"], next_id = next_id, next_id + 1
             ann.setdefault("area", float(ann["bbox"][2]) * float(ann["bbox"][3]))
             ann.setdefault("iscrowd", 0)
             if isinstance(ann.get("keypoints"), list):
