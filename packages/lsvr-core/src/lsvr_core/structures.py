@@ -103,6 +103,9 @@ class Predictions:
         contours: (N, 36, 2) float32 xy polygon points (LSNet segm); evaluators rasterise them.
         extreme_points: (N, 4, 2) float32 xy (top, left, bottom, right).
         keypoints: (N, 17, 3) float32 (x, y, score).
+        extras: method-specific tensors. ``roi_masks`` (N, M, M) float32 mask probabilities over the boxes: when
+            present, :meth:`to_original` pastes them at the original-frame boxes (mmdet's mask pasting) instead
+            of resizing the input-frame ``masks``.
         frame: ``"input"`` (heads' output) or ``"original"`` (after :meth:`to_original`).
     """
 
@@ -162,7 +165,13 @@ class Predictions:
             keypoints = self.keypoints.clone().float()
             keypoints[..., :2] = points(self.keypoints[..., :2])  # type: ignore[index]
         masks = None
-        if self.masks is not None and len(self.masks):
+        roi_masks = self.extras.get("roi_masks")
+        if roi_masks is not None and len(roi_masks):  # paste the RoI masks straight into the original frame
+            from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+            m = roi_masks.flip(-1) if meta.flipped else roi_masks
+            masks = paste_masks_in_image(m[:, None].float(), boxes, (oh, ow))[:, 0]
+        elif self.masks is not None and len(self.masks):
             h_in, w_in_ = meta.image_size
             m = self.masks[:, :h_in, :w_in_].float()
             if meta.flipped:
