@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from lsvr_core.hookspecs import hookimpl
-from lsvr_core.specs import ComponentSpec, RecipeSpec, recipes_from_dir
+from lsvr_core.api import ComponentSpec, ConverterSpec, RecipeSpec, hookimpl, recipes_from_dir
 from lsvr_lesa.config import LESAR50Config, LESAWRN50Config
 
 _B = "lsvr_lesa.backbone"
@@ -16,6 +15,21 @@ def lsvr_backbones() -> list[ComponentSpec]:
                       "LESA-ResNet-50: locally enhanced self-attention in c4/c5, DCN elsewhere (any input size)"),
         ComponentSpec("backbone", "lesa_wrn50", LESAWRN50Config, f"{_B}:build_lesa_wrn50",
                       "LESA-WRN-50-2: wide LESA-ResNet-50 (double bottleneck width)"),
+    ]
+
+
+@hookimpl
+def lsvr_weight_converters() -> list[ConverterSpec]:
+    _C = "lsvr_lesa.convert"
+    return [
+        ConverterSpec("lesa-imagenet", f"{_C}:convert_imagenet",
+                      "ImageNet-pretrained LESA-ResNet50 / LESA-WRN50 (Chenglin-Yang/LESA_classification; "
+                      "classification or detection_qr BN shapes) -> backbone.*"),
+        ConverterSpec("lesa-mask-rcnn", f"{_C}:convert_mask_rcnn",
+                      "LESA-R50 Mask R-CNN (Chenglin-Yang/LESA_detection, mmdet 2.11) -> lesa_r50 + fpn + mask_rcnn "
+                      "(maxpool_last_level)"),
+        ConverterSpec("lesa-htc", f"{_C}:convert_htc",
+                      "LESA-WRN50 HTC (Chenglin-Yang/LESA_detection, mmdet 2.11) -> lesa_wrn50 + fpn + htc"),
     ]
 
 

@@ -73,7 +73,8 @@ def head_input_shape(in_levels: tuple[str, ...], input_shape: dict[str, ShapeSpe
     return shape
 
 
-def head_features(features: dict[str, Tensor], in_levels: tuple[str, ...], maxpool_last_level: bool) -> OrderedDict:
+def head_features(features: dict[str, Tensor], in_levels: tuple[str, ...],
+                  maxpool_last_level: bool) -> OrderedDict:
     """The head's input levels in order, the last made by max-pooling when ``maxpool_last_level``."""
     feats = OrderedDict((lv, features[lv]) for lv in (in_levels[:-1] if maxpool_last_level else in_levels))
     if maxpool_last_level:
