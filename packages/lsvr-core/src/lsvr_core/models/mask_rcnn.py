@@ -132,7 +132,8 @@ class MaskRCNNHead(nn.Module):
             anchors, RPNHead(c, anchors.num_anchors_per_location()[0]), cfg.rpn_fg_iou_thresh,
             cfg.rpn_bg_iou_thresh, cfg.rpn_batch_size_per_image, cfg.rpn_positive_fraction,
             dict(training=cfg.rpn_pre_nms_top_n_train, testing=cfg.rpn_pre_nms_top_n_test),
-            dict(training=cfg.rpn_post_nms_top_n_train, testing=cfg.rpn_post_nms_top_n_test), cfg.rpn_nms_thresh, box_beta=beta)
+            dict(training=cfg.rpn_post_nms_top_n_train, testing=cfg.rpn_post_nms_top_n_test), cfg.rpn_nms_thresh,
+            box_beta=beta)
         roi_strides = [input_shape[lv].stride for lv in cfg.roi_levels]
         norm = group_norm_layer(32) if cfg.norm == "gn" else None
         if norm is None:
