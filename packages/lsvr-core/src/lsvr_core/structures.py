@@ -38,6 +38,8 @@ class Targets:
         contours: (N, 36, 2) float32 xy, input frame (LSNet spec §7 orientation and start point).
         ann_ids: (N,) int64 annotation ids (for error messages and cross-checks); -1 when unknown.
         difficult: (N,) bool VOC ``difficult`` flags (ignored by the VOC evaluator).
+        semantic: (H, W) uint8 per-pixel semantic labels at ``image_size`` (COCO-stuff stuffthingmaps; 255
+            ignored), per image, not per instance; loaded only when a dataset is asked for them (HTC).
     """
 
     boxes: Tensor
@@ -55,6 +57,7 @@ class Targets:
     contours: Tensor | None = None
     ann_ids: Tensor | None = None
     difficult: Tensor | None = None
+    semantic: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.iscrowd is None:
@@ -82,7 +85,7 @@ class Targets:
         idx = keep.nonzero().flatten().tolist() if keep.dtype == torch.bool else keep.tolist()
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == len(self):
+            if f.name != "semantic" and isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == len(self):
                 value = value[keep]
             elif f.name == "polygons" and value is not None:
                 value = [value[i] for i in idx]

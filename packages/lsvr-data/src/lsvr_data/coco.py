@@ -19,6 +19,7 @@ import numpy as np
 from lsvr_core.errors import DataError
 from lsvr_data.base import DetectionDataset, check_task, resolve
 from lsvr_data.config import CocoDatasetConfig
+from lsvr_data.semantic import semantic_map
 from lsvr_data.records import BadAnnotations, ImageRecord, check_box, check_polygon, group_by_image
 
 log = logging.getLogger("lsvr_data")
@@ -101,6 +102,15 @@ class CocoDataset(DetectionDataset):
         super().__init__(records, [c["name"] for c in cats], cfg.pipeline, train=train, task=task,
                          landmarks=cfg.landmarks, with_masks=cfg.with_masks, aug_seed=cfg.aug_seed)
         self._coco_gt: Any = None
+        self.semantic_dir: Path | None = None
+
+    def __getitem__(self, index: int):
+        """``(image, Targets)`` as the base class, plus ``Targets.semantic`` when ``semantic_dir`` is set."""
+        image, targets = super().__getitem__(index)
+        if self.semantic_dir is not None:
+            rec = self.records[index]
+            targets.semantic = semantic_map(self.semantic_dir, rec.file, (rec.height, rec.width), targets)
+        return image, targets
 
     def coco_gt(self) -> Any:
         """The annotation file as a pycocotools ``COCO`` (loaded once, in the calling process)."""
@@ -204,4 +214,9 @@ def build_coco(cfg: CocoDatasetConfig, *, root: Path, train: bool, task: str) ->
     default_ann = f"annotations/{'person_keypoints' if task.startswith('pose') else 'instances'}_{cfg.split}.json"
     ann_file = resolve(base, cfg.ann_file or default_ann)
     img_dir = resolve(base, cfg.img_dir or cfg.split)
-    return CocoDataset(ann_file, img_dir, task=task, train=train, cfg=cfg)
+    dataset = CocoDataset(ann_file, img_dir, task=task, train=train, cfg=cfg)
+    if cfg.semantic_dir:
+        dataset.semantic_dir = resolve(base, cfg.semantic_dir)
+        if not dataset.semantic_dir.is_dir():
+            raise DataError(f"data semantic_dir {dataset.semantic_dir} is not a folder")
+    return dataset

@@ -77,6 +77,9 @@ class CocoDatasetConfig(_DatasetCommon):
     ann_file: str | None = None
     img_dir: str | None = None
     check_images: bool = Field(True, description="check at start-up that every image file exists")
+    semantic_dir: str | None = Field(
+        None, description="folder of per-image semantic PNGs (COCO-stuff stuffthingmaps/<split>, relative to root) "
+                          "loaded into Targets.semantic for heads with a semantic branch (htc)")
 
 
 class VocDatasetConfig(_DatasetCommon):
