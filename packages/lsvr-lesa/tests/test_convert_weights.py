@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lsvr_core.api import ConversionError
@@ -214,3 +215,47 @@ def test_mask_rcnn_misshaped_class_layers_are_listed() -> None:
     with pytest.raises(ConversionError, match=r"lesa-htc: 20 unmapped keys: roi_head.bbox_head.fc_cls.bias, .*"
                                               r"roi_head.mask_head.upsample.weight$"):
         convert_htc(mask_rcnn_roi_head(32, 64, 16, 3))
+
+
+def test_htc_checkpoint_loads_every_tensor_and_keeps_class_semantics() -> None:
+    from lsvr_core.builtin.htc_config import HTCHeadConfig
+
+    classes = 3
+    ref = {f"backbone.{k}": v for k, v in ref_keys.lesa_backbone(width=16, wide=True).items()}
+    ref.update(fpn_rpn([64, 128, 256, 512], 32))
+    ref.update(ref_keys.htc_roi_head(32, 64, 32, classes, semantic_classes=183))
+    out = convert_htc(ref)
+    head_cfg = HTCHeadConfig(representation_size=64, mask_head_channels=32)
+    model = _detector(head_cfg, LESAWRN50Config(**SMALL), classes).eval()
+    assert set(out) == set(model.state_dict())
+    model.load_state_dict(out, strict=True)
+    x = torch.randn(5, 64)
+    for stage in range(3):
+        with torch.no_grad():
+            ours_cls, ours_reg = model.head.box_predictors[stage](x)
+        p = f"roi_head.bbox_head.{stage}"
+        ref_cls = x @ ref[f"{p}.fc_cls.weight"].T + ref[f"{p}.fc_cls.bias"]
+        p_ours, p_ref = ours_cls.softmax(-1), ref_cls.softmax(-1)
+        torch.testing.assert_close(p_ours[:, 1:], p_ref[:, :classes])
+        torch.testing.assert_close(p_ours[:, 0], p_ref[:, classes])
+        torch.testing.assert_close(ours_reg, x @ ref[f"{p}.fc_reg.weight"].T + ref[f"{p}.fc_reg.bias"])
+    # mask head of stage 2 with information flow from heads 0, 1: same as the mmdet formula on raw tensors
+    roi = torch.randn(2, 32, 14, 14)
+
+    def conv(x, key, pad):
+        return F.conv2d(x, ref[f"{key}.weight"], ref[f"{key}.bias"], padding=pad)
+
+    def mmdet_mask_head(s, x, res):
+        p = f"roi_head.mask_head.{s}"
+        if res is not None:
+            x = x + conv(res, f"{p}.conv_res.conv", 0).relu()
+        for i in range(4):
+            x = conv(x, f"{p}.convs.{i}.conv", 1).relu()
+        up = F.conv_transpose2d(x, ref[f"{p}.upsample.weight"], ref[f"{p}.upsample.bias"], stride=2).relu()
+        return conv(up, f"{p}.conv_logits", 0), x
+
+    _, f0 = mmdet_mask_head(0, roi, None)
+    _, f1 = mmdet_mask_head(1, roi, f0)
+    expected, _ = mmdet_mask_head(2, roi, f1)
+    with torch.no_grad():
+        torch.testing.assert_close(model.head._mask_logits(2, roi), expected, rtol=1e-4, atol=1e-5)
