@@ -19,8 +19,8 @@ import numpy as np
 from lsvr_core.errors import DataError
 from lsvr_data.base import DetectionDataset, check_task, resolve
 from lsvr_data.config import CocoDatasetConfig
-from lsvr_data.semantic import semantic_map
 from lsvr_data.records import BadAnnotations, ImageRecord, check_box, check_polygon, group_by_image
+from lsvr_data.semantic import semantic_map
 
 log = logging.getLogger("lsvr_data")
 

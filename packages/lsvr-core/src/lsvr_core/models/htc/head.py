@@ -68,7 +68,7 @@ class HTCHead(nn.Module):
         if len(channels) != 1:
             raise ConfigError(f"model.head: levels {list(cfg.in_levels)} must have equal channels, got {channels}")
         strides = [shape[lv].stride for lv in cfg.in_levels]
-        if any(b != 2 * a for a, b in zip(strides, strides[1:])):
+        if any(b != 2 * a for a, b in zip(strides, strides[1:], strict=False)):
             raise ConfigError(f"model.head: strides of {list(cfg.in_levels)} must double per level, got {strides}")
         c = channels.pop()
         self.cfg = cfg
