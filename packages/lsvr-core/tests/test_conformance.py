@@ -67,7 +67,7 @@ def test_assigner_suite_on_a_tiny_assigner(manager):
     class ArgmaxConfig(AssignerConfig):
         type: Literal["argmax"] = "argmax"
 
-    def build(cfg):
+    def build(cfg, *, registry=None):
         @torch.no_grad()
         def assign(scores):  # (N, M) -> (N,) index of the best gt
             return scores.argmax(dim=1)
@@ -77,7 +77,7 @@ def test_assigner_suite_on_a_tiny_assigner(manager):
     out = check_assigner(build, ArgmaxConfig(), lambda a: a(scores), manager=manager)
     assert torch.equal(out, scores.detach().argmax(1))
 
-    def leaky(cfg):
+    def leaky(cfg, *, registry=None):
         return lambda scores: scores.softmax(1)  # keeps autograd history: targets must be constants
 
     with pytest.raises(AssertionError, match="requires grad"):
@@ -93,7 +93,7 @@ class BadNeckConfig(NeckConfig):
 
 
 class _BadNeck(nn.Module):
-    def __init__(self, cfg, input_shape):
+    def __init__(self, cfg, input_shape, *, registry=None):
         super().__init__()
         self.conv = nn.Conv2d(input_shape["c3"].channels, 16, 1)
         self.unused = nn.Linear(2, 2)
@@ -127,7 +127,7 @@ class _IgnoresWeight(nn.Module):
 def test_loss_suite_catches_ignored_loss_weight(manager):
     x = (torch.randn(3, 4), torch.randn(3, 4))
     with pytest.raises(AssertionError, match="loss_weight"):
-        check_loss(lambda cfg: _IgnoresWeight(), SumLossConfig(), x, manager=manager)
+        check_loss(lambda cfg, registry=None: _IgnoresWeight(), SumLossConfig(), x, manager=manager)
 
 
 def test_config_roundtrip_rejects_a_config_that_allows_extra_keys(manager):
@@ -144,8 +144,8 @@ def test_config_roundtrip_rejects_a_config_that_allows_extra_keys(manager):
 def test_head_suite_checks_prediction_frame(manager):
     from lsvr_core.models.fcos import build_fcos_head
 
-    def build_bad(cfg, input_shape, num_classes, task):
-        head = build_fcos_head(cfg, input_shape, num_classes, task)
+    def build_bad(cfg, input_shape, num_classes, task, *, registry=None):
+        head = build_fcos_head(cfg, input_shape, num_classes, task, registry=registry)
         predict = head.predict
 
         def wrong_frame(features, batch):

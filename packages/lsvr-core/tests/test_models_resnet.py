@@ -102,8 +102,8 @@ class _FakeDCN(nn.Conv2d):
 
 
 class _Spec:
-    def build(self, cfg, **kwargs):
-        assert cfg is None
+    def build(self, cfg, *, registry, **kwargs):
+        assert cfg is None and isinstance(registry, _Manager)
         return _FakeDCN(**kwargs)
 
 
@@ -119,12 +119,9 @@ class _Manager:
         raise PluginError(f"unknown {kind} {name!r}")
 
 
-def test_dcn_stages_use_the_registered_dcn_v2_layer(monkeypatch):
-    import lsvr_core.plugins
-
-    monkeypatch.setattr(lsvr_core.plugins, "get_plugin_manager", lambda: _Manager(True))
+def test_dcn_stages_use_the_registered_dcn_v2_layer():
     _FakeDCN.calls.clear()
-    backbone = build_resnet(ResNetConfig(depth=50, dcn_stages=(False, False, True, True)))
+    backbone = build_resnet(ResNetConfig(depth=50, dcn_stages=(False, False, True, True)), registry=_Manager(True))
     assert isinstance(backbone.stages[2][0].conv2, _FakeDCN) and isinstance(backbone.stages[3][2].conv2, _FakeDCN)
     assert not isinstance(backbone.stages[1][0].conv2, _FakeDCN)
     assert len(_FakeDCN.calls) == 6 + 3  # every block of c4 and c5
@@ -135,11 +132,10 @@ def test_dcn_stages_use_the_registered_dcn_v2_layer(monkeypatch):
     assert out["c5"].shape == (1, 2048, 2, 2)
 
 
-def test_dcn_without_ops_package_is_a_clear_error(monkeypatch):
-    import lsvr_core.plugins
-
-    monkeypatch.setattr(lsvr_core.plugins, "get_plugin_manager", lambda: _Manager(False))
+def test_dcn_without_ops_package_is_a_clear_error():
     with pytest.raises(ConfigError, match="install lsvr-ops-triton"):
+        build_resnet(ResNetConfig(depth=18, dcn_stages=(False, True, False, False)), registry=_Manager(False))
+    with pytest.raises(ConfigError, match="needs registry="):
         build_resnet(ResNetConfig(depth=18, dcn_stages=(False, True, False, False)))
 
 

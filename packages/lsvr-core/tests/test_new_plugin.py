@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from lsvr_core.errors import ConfigError
+from lsvr_core.plugins import PluginManager
 from lsvr_core.scaffold import plugin_names, write_plugin
 
 CLI = [sys.executable, "-c", "from lsvr_core.cli.main import main; raise SystemExit(main())"]
@@ -135,7 +136,7 @@ def test_names_and_errors(tmp_path):
     with pytest.raises(ConfigError, match="lower-case"):
         write_plugin("My Thing", tmp_path)
     with pytest.raises(ConfigError, match="already registered"):
-        write_plugin("fpn", tmp_path)
+        write_plugin("fpn", tmp_path, registry=PluginManager())
     write_plugin("my-thing", tmp_path)
     with pytest.raises(ConfigError, match="already exists"):
         write_plugin("my-thing", tmp_path)

@@ -43,7 +43,7 @@ def test_loss_conformance(loss_type: str) -> None:
     boxes = torch.cat([lm.amin(1), lm.amax(1)], dim=1)
     cfg = CrossIoULossConfig(loss_type=loss_type, loss_weight=2.0)
     spec = get_plugin_manager().get("loss", "cross_iou")
-    check_loss(lambda c: _Bound(spec.load()(c), anchors, boxes), cfg, (pred, offsets),
+    check_loss(lambda c, registry=None: _Bound(spec.load()(c, registry=registry), anchors, boxes), cfg, (pred, offsets),
                empty_inputs=(pred[:0], offsets[:0]))
 
 

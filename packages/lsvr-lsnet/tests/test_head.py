@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from lsvr_core.errors import ConfigError
+from lsvr_core.plugins import PluginManager
 
 from lsvr_lsnet.branches import sampling_points
 from lsvr_lsnet.config import LSNetHeadConfig
@@ -21,11 +22,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from lsnet_helpers import batch, features, input_shape  # noqa: E402
 
 torch.set_num_threads(1)
+REGISTRY = PluginManager()
 
 
 def make_head(task: str, conv_module: str = "plain", **kw: object) -> torch.nn.Module:
     cfg = LSNetHeadConfig(feat_channels=16, norm_groups=4, stacked_convs=1, conv_module=conv_module, **kw)
-    return build_lsnet_head(cfg, input_shape(16), 1 if task.startswith("pose") else 3, task)
+    return build_lsnet_head(cfg, input_shape(16), 1 if task.startswith("pose") else 3, task, registry=REGISTRY)
 
 
 # (branch name, init channels of the conv, refined channels) per task: §2.2 table

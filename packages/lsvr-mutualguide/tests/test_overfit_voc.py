@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from lsvr_core.models.detector import Detector
+from lsvr_core.plugins import PluginManager
 from lsvr_core.structures import collate
 from lsvr_mutualguide import config as c
 from lsvr_mutualguide.backbones import build_shufflenet_v2
@@ -39,7 +40,8 @@ def test_overfit_eight_voc_images(voc_sample: Path) -> None:
     assert sum(len(t) for t in batch.targets) >= 10
     backbone = build_shufflenet_v2(c.ShuffleNetV2Config())
     neck = build_fpn_mg(c.FPNMGNeckConfig(out_channels=64, num_levels=4), backbone.output_shape())
-    head = build_mutual_guide_head(c.MutualGuideHeadConfig(), neck.output_shape(), 20, "bbox")
+    head = build_mutual_guide_head(c.MutualGuideHeadConfig(), neck.output_shape(), 20, "bbox",
+                                   registry=PluginManager())
     model = Detector(backbone, neck, head, (123.0, 117.0, 104.0), (1.0, 1.0, 1.0))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=ITERATIONS, pct_start=0.1)

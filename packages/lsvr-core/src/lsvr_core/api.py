@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from lsvr_core.contracts import Backbone, Dataset, Evaluator, Head, Neck, ShapeSpec
+from lsvr_core.contracts import Backbone, Dataset, Evaluator, Head, Neck, Registry, ShapeSpec
 from lsvr_core.errors import ConfigError, ConversionError, DataError, LsvrError, PluginError
 from lsvr_core.hookspecs import hookimpl
 from lsvr_core.specs import (
@@ -44,6 +44,19 @@ if TYPE_CHECKING:  # the lazily loaded names, for type checkers and IDEs
     from lsvr_core.models.losses import weight_reduce
     from lsvr_core.models.norm import batch_norm_layer, group_norm_layer, set_batch_norm_eval
     from lsvr_core.structures import NUM_KEYPOINTS, Batch, Predictions, Targets, collate
+    from lsvr_core.testing import (
+        assert_gradients,
+        check_assigner,
+        check_backbone,
+        check_config_roundtrip,
+        check_head,
+        check_loss,
+        check_neck,
+        feature_size,
+        make_batch,
+        make_features,
+        make_targets,
+    )
 
 # name -> module that defines it; imported on first attribute access.
 _LAZY: dict[str, str] = {
@@ -63,6 +76,18 @@ _LAZY: dict[str, str] = {
     "batch_norm_layer": "lsvr_core.models.norm",
     "group_norm_layer": "lsvr_core.models.norm",
     "set_batch_norm_eval": "lsvr_core.models.norm",
+    # conformance suites and synthetic inputs for plugin tests (torch)
+    "assert_gradients": "lsvr_core.testing",
+    "check_assigner": "lsvr_core.testing",
+    "check_backbone": "lsvr_core.testing",
+    "check_config_roundtrip": "lsvr_core.testing",
+    "check_head": "lsvr_core.testing",
+    "check_loss": "lsvr_core.testing",
+    "check_neck": "lsvr_core.testing",
+    "feature_size": "lsvr_core.testing",
+    "make_batch": "lsvr_core.testing",
+    "make_features": "lsvr_core.testing",
+    "make_targets": "lsvr_core.testing",
 }
 
 __all__ = [
@@ -89,6 +114,7 @@ __all__ = [
     "NeckConfig",
     "PluginError",
     "RecipeSpec",
+    "Registry",
     "RunInfo",
     "ShapeSpec",
     "hookimpl",

@@ -7,10 +7,12 @@ Feature maps are keyed by level name: backbones return ``c2``..``c5`` (strides 4
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from torch import Tensor
+
+    from lsvr_core.specs import ComponentSpec
 
     from lsvr_core.structures import Batch, Predictions, Targets
 
@@ -21,6 +23,25 @@ class ShapeSpec:
 
     channels: int
     stride: int
+
+
+@runtime_checkable
+class Registry(Protocol):
+    """What a factory receives as its keyword-only ``registry`` argument: the plugin manager building it.
+
+    Build nested components (a head's assigners and losses, a backbone's deformable layers) through it, never
+    through a process-wide global, so a model comes entirely from the registry that built it.
+    """
+
+    def build(self, kind: str, cfg: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """Build the ``kind`` component selected by ``cfg.type`` (``cfg`` None for config-less layers is not
+        allowed here: use ``get(kind, name).build(None, ..., registry=self)``)."""
+        ...
+
+    def get(self, kind: str, name: str) -> ComponentSpec:
+        """The registered spec of ``kind`` ``name``; raises :class:`lsvr_core.errors.PluginError` listing the
+        valid names when there is none."""
+        ...
 
 
 @runtime_checkable

@@ -10,6 +10,19 @@ Registration hooks return lists of :class:`~lsvr_core.specs.ComponentSpec` (or
 :class:`~lsvr_core.specs.RecipeSpec`). They are called once at start-up and must not import torch: put
 config models in a torch-free module and point ``factory`` at the module that builds the component.
 
+Factories receive the registry that builds them. Every component factory is called with the keyword-only
+argument ``registry`` (a :class:`lsvr_core.api.Registry`: the plugin manager, offering
+``registry.build(kind, cfg, *args, **kw)`` and ``registry.get(kind, name)``). A factory builds its nested
+components (a head's assigners and losses, a backbone's deformable layers) through it, never through a
+process-wide global, so one model comes entirely from one registry. Write factories as::
+
+    def build_my_head(cfg, input_shape, num_classes, task, *, registry=None):
+        assigner = registry.build("assigner", cfg.assigner)
+        loss_cls = registry.build("loss", cfg.loss_cls)
+        ...
+
+The full table of factory signatures is in :mod:`lsvr_core.specs`.
+
 Lifecycle hooks are called by the engine on every process; act only when ``run.is_main_process``.
 """
 
@@ -32,42 +45,44 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def lsvr_backbones() -> list[ComponentSpec]:
-    """Backbones: ``factory(cfg) -> Backbone`` (see :class:`lsvr_core.contracts.Backbone`)."""
+    """Backbones: ``factory(cfg, *, registry) -> Backbone`` (see :class:`lsvr_core.contracts.Backbone`)."""
 
 
 @hookspec
 def lsvr_necks() -> list[ComponentSpec]:
-    """Necks: ``factory(cfg, input_shape) -> Neck`` (see :class:`lsvr_core.contracts.Neck`)."""
+    """Necks: ``factory(cfg, input_shape, *, registry) -> Neck`` (see :class:`lsvr_core.contracts.Neck`)."""
 
 
 @hookspec
 def lsvr_heads() -> list[ComponentSpec]:
-    """Heads: ``factory(cfg, input_shape, num_classes, task) -> Head`` (:class:`lsvr_core.contracts.Head`)."""
+    """Heads: ``factory(cfg, input_shape, num_classes, task, *, registry) -> Head`` (:class:`lsvr_core.contracts.Head`);
+    nested assigners and losses are built with ``registry.build(kind, cfg.<slot>)``."""
 
 
 @hookspec
 def lsvr_assigners() -> list[ComponentSpec]:
-    """Assigners: ``factory(cfg) -> callable``; the call signature is agreed between a head and its assigners."""
+    """Assigners: ``factory(cfg, *, registry) -> callable``; the call signature is the interface it implements."""
 
 
 @hookspec
 def lsvr_losses() -> list[ComponentSpec]:
-    """Losses: ``factory(cfg) -> nn.Module`` computing a scalar (or per-element) loss."""
+    """Losses: ``factory(cfg, *, registry) -> nn.Module``; the call signature is the interface it implements."""
 
 
 @hookspec
 def lsvr_datasets() -> list[ComponentSpec]:
-    """Datasets: ``factory(cfg, *, root, train, task) -> Dataset`` (:class:`lsvr_core.contracts.Dataset`)."""
+    """Datasets: ``factory(cfg, *, root, train, task, registry) -> Dataset`` (:class:`lsvr_core.api.Dataset`)."""
 
 
 @hookspec
 def lsvr_evaluators() -> list[ComponentSpec]:
-    """Evaluators: ``factory(cfg, *, dataset, task) -> Evaluator`` (:class:`lsvr_core.contracts.Evaluator`)."""
+    """Evaluators: ``factory(cfg, *, dataset, task, registry) -> Evaluator`` (:class:`lsvr_core.api.Evaluator`)."""
 
 
 @hookspec
 def lsvr_layers() -> list[ComponentSpec]:
-    """Reusable layers other plugins may look up by name (e.g. ``dcn_v2``): ``factory(**kwargs) -> nn.Module``."""
+    """Reusable layers other plugins may look up by name (e.g. ``dcn_v2``): ``factory(*, registry, **kwargs) ->
+    nn.Module``; use them as ``registry.get("layer", name).build(None, registry=registry, **kwargs)``."""
 
 
 @hookspec
@@ -91,6 +106,14 @@ def lsvr_add_commands(subparsers: argparse._SubParsersAction) -> None:  # noqa: 
 
     Each added parser must set ``func`` via ``set_defaults(func=callable)``; the callable receives the parsed
     ``argparse.Namespace`` and returns an exit code. Keep imports inside the callable.
+    """
+
+
+@hookspec
+def lsvr_env_info() -> dict[str, str]:
+    """Lines for ``lsvr env`` (bug reports): ``{label: value}``, e.g. ``{"kernel cuda_ops": "triton"}``.
+
+    Called only by ``lsvr env``, so the implementation may import torch; keep each value to one line.
     """
 
 

@@ -221,8 +221,9 @@ class PluginManager:
             raise PluginError(f"unknown {kind} {name!r}; valid: {valid}") from None
 
     def build(self, kind: str, cfg: Any, /, *args: Any, **kwargs: Any) -> Any:
-        """Build the component selected by ``cfg.type`` with the kind's factory contract."""
-        return self.get(kind, cfg.type).build(cfg, *args, **kwargs)
+        """Build the component selected by ``cfg.type`` with the kind's factory contract; the factory receives
+        this manager as ``registry`` (see :mod:`lsvr_core.specs`)."""
+        return self.get(kind, cfg.type).build(cfg, *args, registry=self, **kwargs)
 
     def recipes(self) -> list[RecipeSpec]:
         return sorted(self._recipes.values(), key=lambda r: r.ref)

@@ -12,6 +12,7 @@ import re
 from importlib.resources import files
 from pathlib import Path
 from string import Template
+from typing import Any
 
 from lsvr_core import __version__
 from lsvr_core.errors import ConfigError
@@ -53,8 +54,10 @@ def plugin_names(name: str) -> dict[str, str]:
     }
 
 
-def write_plugin(name: str, parent_dir: str | Path = ".") -> Path:
+def write_plugin(name: str, parent_dir: str | Path = ".", *, registry: Any = None) -> Path:
     """Write the package ``lsvr-NAME`` under ``parent_dir`` and return its folder.
+
+    ``registry`` (the CLI's plugin manager) is asked whether the component name is taken; None skips the check.
 
     Raises:
         ConfigError: bad name, the folder already exists, or a neck of that name is already registered.
@@ -63,9 +66,7 @@ def write_plugin(name: str, parent_dir: str | Path = ".") -> Path:
     root = Path(parent_dir) / names["dist"]
     if root.exists():
         raise ConfigError(f"{root} already exists; choose another name or --dir")
-    from lsvr_core.plugins import get_plugin_manager
-
-    taken = {spec.name for spec in get_plugin_manager().components("neck")}
+    taken = {spec.name for spec in registry.components("neck")} if registry is not None else set()
     if names["component"] in taken:
         raise ConfigError(f"a neck named {names['component']!r} is already registered; choose another name")
     templates = files("lsvr_core.testing") / "templates" / "plugin"

@@ -10,20 +10,24 @@ set ``type: Literal["name"] = "name"``. A field annotated with a slot base (for 
 ``loss_cls: LossConfig``) becomes, when the run config is built, a discriminated union over every
 registered config of that kind (see :mod:`lsvr_core.config.resolve`).
 
-Factory contracts (the argument lists the engine uses; shapes in :mod:`lsvr_core.contracts`):
+Factory contracts (the argument lists the engine uses; shapes in :mod:`lsvr_core.contracts`). Every factory
+receives the registry that builds it as the keyword-only argument ``registry`` (a
+:class:`~lsvr_core.contracts.Registry`: the plugin manager, with ``registry.build(kind, cfg, *args, **kw)`` and
+``registry.get(kind, name)``) and builds its nested components (assigners, losses, layers) through it, never
+through a process-wide global. Declare it as ``*, registry=None`` when the factory needs no nested component.
 
-========== ===================================================================================
+========== =========================================================================================
 kind       factory call
-========== ===================================================================================
-backbone   ``factory(cfg) -> Backbone``
-neck       ``factory(cfg, input_shape: dict[str, ShapeSpec]) -> Neck``
-head       ``factory(cfg, input_shape: dict[str, ShapeSpec], num_classes: int, task: str) -> Head``
-assigner   ``factory(cfg) -> callable`` (arguments are method specific)
-loss       ``factory(cfg) -> torch.nn.Module``
-dataset    ``factory(cfg, *, root: Path, train: bool, task: str) -> Dataset`` (``train``: augment)
-evaluator  ``factory(cfg, *, dataset, task: str) -> Evaluator``
-layer      ``factory(**kwargs) -> torch.nn.Module`` (building blocks such as a deformable conv)
-========== ===================================================================================
+========== =========================================================================================
+backbone   ``factory(cfg, *, registry) -> Backbone``
+neck       ``factory(cfg, input_shape: dict[str, ShapeSpec], *, registry) -> Neck``
+head       ``factory(cfg, input_shape: dict[str, ShapeSpec], num_classes: int, task: str, *, registry) -> Head``
+assigner   ``factory(cfg, *, registry) -> callable`` (call signature: the interface it implements)
+loss       ``factory(cfg, *, registry) -> torch.nn.Module`` (call signature: the interface it implements)
+dataset    ``factory(cfg, *, root: Path, train: bool, task: str, registry) -> Dataset`` (``train``: augment)
+evaluator  ``factory(cfg, *, dataset, task: str, registry) -> Evaluator``
+layer      ``factory(*, registry, **kwargs) -> torch.nn.Module`` (building blocks such as a deformable conv)
+========== =========================================================================================
 """
 
 from __future__ import annotations
@@ -150,10 +154,14 @@ class ComponentSpec:
         """Import and return the factory callable."""
         return load_object(self.factory)
 
-    def build(self, cfg: Any = None, /, *args: Any, **kwargs: Any) -> Any:
-        """Call the factory: ``factory(cfg, *args, **kwargs)`` (``cfg`` omitted for config-less layers)."""
+    def build(self, cfg: Any = None, /, *args: Any, registry: Any, **kwargs: Any) -> Any:
+        """Call the factory: ``factory(cfg, *args, registry=registry, **kwargs)`` (``cfg`` omitted for
+        config-less layers). ``registry`` is the :class:`~lsvr_core.contracts.Registry` the factory builds its
+        nested components with (usually the plugin manager calling this)."""
         factory = self.load()
-        return factory(*args, **kwargs) if self.config is None and cfg is None else factory(cfg, *args, **kwargs)
+        if self.config is None and cfg is None:
+            return factory(*args, registry=registry, **kwargs)
+        return factory(cfg, *args, registry=registry, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -167,19 +167,19 @@ class TinyIoU:
                 "bbox/num_images": float(len(self.hits))}
 
 
-def build_dataset(cfg, *, root, train, task):
+def build_dataset(cfg, *, root, train, task, registry=None):
     return TinyShapes(cfg, root=root, train=train, task=task)
 
 
-def build_backbone(cfg):
+def build_backbone(cfg, *, registry=None):
     return TinyConv(cfg)
 
 
-def build_head(cfg, input_shape, num_classes, task):
+def build_head(cfg, input_shape, num_classes, task, *, registry=None):
     return TinyHead(cfg, input_shape, num_classes, task)
 
 
-def build_evaluator(cfg, *, dataset, task):
+def build_evaluator(cfg, *, dataset, task, registry=None):
     return TinyIoU(cfg, dataset=dataset, task=task)
 
 

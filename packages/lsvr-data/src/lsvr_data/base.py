@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from lsvr_core.api import DataError, Targets
 from pycocotools import mask as mask_utils
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_image
 
-from lsvr_core.errors import DataError
-from lsvr_core.structures import Targets
 from lsvr_data.config import PipelineConfig
 from lsvr_data.landmarks import contour_36, extreme_points, extreme_points_from_mask, polygons_from_coco
 from lsvr_data.records import ImageRecord

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from lsvr_core.api import DataError, Registry
 
-from lsvr_core.errors import DataError
 from lsvr_data.base import DetectionDataset, check_task, resolve
 from lsvr_data.config import CocoDatasetConfig
 from lsvr_data.records import BadAnnotations, ImageRecord, check_box, check_polygon, group_by_image
@@ -208,7 +208,8 @@ class CocoDataset(DetectionDataset):
         return [r for r in records if id(r) not in gone]
 
 
-def build_coco(cfg: CocoDatasetConfig, *, root: Path, train: bool, task: str) -> CocoDataset:
+def build_coco(cfg: CocoDatasetConfig, *, root: Path, train: bool, task: str,
+               registry: Registry | None = None) -> CocoDataset:
     """Dataset factory (``lsvr_core.specs``): paths resolved against ``root`` (``data.root``)."""
     base = resolve(root, cfg.root)
     default_ann = f"annotations/{'person_keypoints' if task.startswith('pose') else 'instances'}_{cfg.split}.json"

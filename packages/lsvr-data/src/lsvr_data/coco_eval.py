@@ -18,10 +18,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from lsvr_core.api import DataError, Predictions, Registry
 from pycocotools import mask as mask_utils
 
-from lsvr_core.errors import DataError
-from lsvr_core.structures import Predictions
 from lsvr_data.config import CocoEvaluatorConfig
 
 log = logging.getLogger("lsvr_data")
@@ -189,7 +188,8 @@ class CocoEvaluator:
         return metrics
 
 
-def build_coco_evaluator(cfg: CocoEvaluatorConfig, *, dataset: Any, task: str) -> CocoEvaluator:
+def build_coco_evaluator(cfg: CocoEvaluatorConfig, *, dataset: Any, task: str,
+                         registry: Registry | None = None) -> CocoEvaluator:
     """Evaluator factory: needs ``dataset.coco_gt()`` and ``dataset.label_to_cat_id``.
 
     Raises:

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from lsvr_core.api import DatasetConfig, EvaluatorConfig
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from lsvr_core.specs import DatasetConfig, EvaluatorConfig
 
 BadAnnotationPolicy = Literal["error", "skip"]
 

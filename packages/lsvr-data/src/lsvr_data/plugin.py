@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from lsvr_core.hookspecs import hookimpl
-from lsvr_core.specs import ComponentSpec
+from lsvr_core.api import ComponentSpec, hookimpl
+
 from lsvr_data import config as c
 
 _TASKS = ("bbox", "segm", "pose_bbox", "pose_kbox")

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from lsvr_core.errors import DataError
+from lsvr_core.api import DataError
 
 log = logging.getLogger("lsvr_data")
 

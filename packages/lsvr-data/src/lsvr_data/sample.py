@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from lsvr_core.api import Targets
 from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from lsvr_core.structures import Targets
 from lsvr_data.landmarks import CONTOUR_FLIP_PERM, EXTREME_FLIP_PERM, KEYPOINT_FLIP_PERM
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from lsvr_core.api import Registry
 from PIL import Image, ImageDraw
 from torch import Tensor
 
@@ -179,7 +180,8 @@ class SyntheticDataset(DetectionDataset):
         return self._coco_gt
 
 
-def build_synthetic(cfg: SyntheticDatasetConfig, *, root: Path, train: bool, task: str) -> SyntheticDataset:
+def build_synthetic(cfg: SyntheticDatasetConfig, *, root: Path, train: bool, task: str,
+                    registry: Registry | None = None) -> SyntheticDataset:
     """Dataset factory (``root`` is unused: nothing is read from disk)."""
     del root
     return SyntheticDataset(cfg, train=train, task=task)

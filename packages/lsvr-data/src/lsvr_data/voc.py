@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from lsvr_core.api import DataError, Registry
 
-from lsvr_core.errors import DataError
 from lsvr_data.base import DetectionDataset, check_task, resolve
 from lsvr_data.coco import quiet_coco
 from lsvr_data.config import VocDatasetConfig
@@ -148,6 +148,7 @@ class VocDataset(DetectionDataset):
         return self._coco_gt
 
 
-def build_voc(cfg: VocDatasetConfig, *, root: Path, train: bool, task: str) -> VocDataset:
+def build_voc(cfg: VocDatasetConfig, *, root: Path, train: bool, task: str,
+              registry: Registry | None = None) -> VocDataset:
     """Dataset factory: ``cfg.root`` (the VOCdevkit folder) resolved against ``root`` (``data.root``)."""
     return VocDataset(resolve(root, cfg.root), [tuple(s) for s in cfg.sets], task=task, train=train, cfg=cfg)

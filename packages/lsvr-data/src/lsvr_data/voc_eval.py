@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from lsvr_core.api import DataError, Predictions, Registry
 
-from lsvr_core.errors import DataError
-from lsvr_core.structures import Predictions
 from lsvr_data.config import VocEvaluatorConfig
 
 log = logging.getLogger("lsvr_data")
@@ -162,7 +161,8 @@ class VocEvaluator:
         return metrics
 
 
-def build_voc_evaluator(cfg: VocEvaluatorConfig, *, dataset: Any, task: str) -> VocEvaluator:
+def build_voc_evaluator(cfg: VocEvaluatorConfig, *, dataset: Any, task: str,
+                        registry: Registry | None = None) -> VocEvaluator:
     """Evaluator factory (boxes only; ``task`` is not used)."""
     del task
     return VocEvaluator(dataset, use_07_metric=cfg.use_07_metric, per_class=cfg.per_class)

@@ -16,12 +16,10 @@ from __future__ import annotations
 import math
 
 import torch
+from lsvr_core.api import ConfigError, Registry, ShapeSpec, batch_norm_layer
 from torch import Tensor, nn
 from torchvision.models.resnet import Bottleneck
 
-from lsvr_core.contracts import ShapeSpec
-from lsvr_core.errors import ConfigError
-from lsvr_core.models.norm import batch_norm_layer
 from lsvr_lesa.block import LESA, deformable_conv
 from lsvr_lesa.config import LESAResNetBaseConfig
 
@@ -144,11 +142,11 @@ def _init_block(block: Bottleneck, zero_init_residual: bool) -> None:
             block.bn3.weight.zero_()
 
 
-def build_lesa_r50(cfg: LESAResNetBaseConfig) -> LESAResNet:
+def build_lesa_r50(cfg: LESAResNetBaseConfig, *, registry: Registry | None = None) -> LESAResNet:
     """Factory of the ``lesa_r50`` backbone (LESA-ResNet-50)."""
     return LESAResNet(cfg, wide=False)
 
 
-def build_lesa_wrn50(cfg: LESAResNetBaseConfig) -> LESAResNet:
+def build_lesa_wrn50(cfg: LESAResNetBaseConfig, *, registry: Registry | None = None) -> LESAResNet:
     """Factory of the ``lesa_wrn50`` backbone (LESA-WRN-50-2)."""
     return LESAResNet(cfg, wide=True)

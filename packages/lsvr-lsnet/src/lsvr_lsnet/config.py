@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from lsvr_core.builtin.configs import FocalLossConfig
-from lsvr_core.specs import AssignerConfig, HeadConfig, LossConfig
+from lsvr_core.api import AssignerConfig, FocalLossConfig, HeadConfig, LossConfig
 from pydantic import Field
 
 TASKS: tuple[str, ...] = ("bbox", "segm", "pose_bbox", "pose_kbox")

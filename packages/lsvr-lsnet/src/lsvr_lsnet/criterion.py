@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-from lsvr_core.structures import Batch
+from lsvr_core.api import Batch
 from torch import Tensor, nn
 
 from lsvr_lsnet.encoding import decode_landmarks, landmarks_to_boxes

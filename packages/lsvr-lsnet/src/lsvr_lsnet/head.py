@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lsvr_core.contracts import ShapeSpec
-from lsvr_core.errors import ConfigError
-from lsvr_core.structures import Batch, Predictions
+from lsvr_core.api import Batch, ConfigError, Predictions, Registry, ShapeSpec
 from torch import Tensor, nn
 
 from lsvr_lsnet.branches import LandmarkBranch
@@ -96,15 +94,14 @@ def _landmark_loss(manager: Any, cfg: Any, loss_type: str) -> nn.Module:
 
 
 def build_lsnet_head(cfg: LSNetHeadConfig, input_shape: dict[str, ShapeSpec], num_classes: int,
-                     task: str) -> LSNetHead:
-    """Factory of the ``lsnet`` head: ``factory(cfg, input_shape, num_classes, task)``.
+                     task: str, *, registry: Registry | None = None) -> LSNetHead:
+    """Factory of the ``lsnet`` head: ``factory(cfg, input_shape, num_classes, task, *, registry)``; the
+    assigners and losses are built through ``registry``.
 
     Raises:
-        ConfigError: unsupported task, a level missing from ``input_shape``, unequal level channels, or
-            ``feat_channels`` not divisible by ``norm_groups``.
+        ConfigError: unsupported task, a level missing from ``input_shape``, unequal level channels,
+            ``feat_channels`` not divisible by ``norm_groups``, or no ``registry``.
     """
-    from lsvr_core.plugins import get_plugin_manager
-
     layout = task_layout(task)
     missing = [lv for lv in cfg.in_levels if lv not in input_shape]
     if missing:
@@ -116,7 +113,10 @@ def build_lsnet_head(cfg: LSNetHeadConfig, input_shape: dict[str, ShapeSpec], nu
     if cfg.feat_channels % cfg.norm_groups:
         raise ConfigError(f"model.head.feat_channels={cfg.feat_channels} is not divisible by "
                           f"norm_groups={cfg.norm_groups}")
-    manager = get_plugin_manager()
+    if registry is None:
+        raise ConfigError("model.head: the lsnet head builds its assigners and losses through registry= (the "
+                          "plugin manager building it); none was given")
+    manager = registry
     pose = task.startswith("pose")
     main = layout.branch(layout.main)
     losses = {"loss_init": _landmark_loss(manager, cfg.loss_init, main.loss_type),

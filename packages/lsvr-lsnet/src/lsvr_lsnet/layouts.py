@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lsvr_core.errors import ConfigError
+from lsvr_core.api import ConfigError
 
 from lsvr_lsnet.config import TASKS
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from lsvr_core.hookspecs import hookimpl
-from lsvr_core.specs import ComponentSpec, RecipeSpec, recipes_from_dir
+from lsvr_core.api import ComponentSpec, RecipeSpec, hookimpl, recipes_from_dir
 
 from lsvr_lsnet import config as c
 

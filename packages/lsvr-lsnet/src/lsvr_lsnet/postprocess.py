@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from lsvr_core.structures import Batch, Predictions, Targets
+from lsvr_core.api import Batch, Predictions, Targets
 from torch import Tensor
 from torchvision.ops import batched_nms
 

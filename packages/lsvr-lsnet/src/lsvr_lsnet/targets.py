@@ -6,8 +6,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from lsvr_core.errors import DataError
-from lsvr_core.structures import Targets
+from lsvr_core.api import DataError, Targets
 from torch import Tensor
 
 from lsvr_lsnet.encoding import points_to_boxes

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from lsvr_core.api import Registry
 from torch import Tensor
 from torchvision.ops import box_convert
 
@@ -244,11 +245,11 @@ class IoUAssigner:
         return _finish(marked, marked, (v >= self.ignore_iou), soft=False, crowd=crowd)
 
 
-def build_mutual_guide(cfg: MutualGuideAssignerConfig) -> MutualGuideAssigner:
+def build_mutual_guide(cfg: MutualGuideAssignerConfig, *, registry: Registry | None = None) -> MutualGuideAssigner:
     """Factory of the ``mutual_guide`` assigner."""
     return MutualGuideAssigner.from_config(cfg)
 
 
-def build_iou(cfg: IoUAssignerConfig) -> IoUAssigner:
+def build_iou(cfg: IoUAssignerConfig, *, registry: Registry | None = None) -> IoUAssigner:
     """Factory of the ``iou`` assigner."""
     return IoUAssigner.from_config(cfg)

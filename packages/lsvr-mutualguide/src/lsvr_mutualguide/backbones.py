@@ -11,12 +11,11 @@ from pathlib import Path
 
 import torch
 import torchvision
+from lsvr_core.api import ConfigError, Registry, ShapeSpec
 from torch import Tensor, nn
 from torchvision.models.vgg import cfgs as vgg_cfgs
 from torchvision.models.vgg import make_layers
 
-from lsvr_core.contracts import ShapeSpec
-from lsvr_core.errors import ConfigError
 from lsvr_mutualguide.config import ResNetMGConfig, ShuffleNetV2Config, VGG16BNConfig
 
 
@@ -53,7 +52,7 @@ class TwoLevelBackbone(nn.Module):
         return {"c3": c3, "c4": self.stage4(c3)}
 
 
-def build_vgg16_bn(cfg: VGG16BNConfig) -> TwoLevelBackbone:
+def build_vgg16_bn(cfg: VGG16BNConfig, *, registry: Registry | None = None) -> TwoLevelBackbone:
     """VGG16-BN: ``features[0:33]`` ends at conv4_3's ReLU (512 @ 8); ``features[33:43]`` is pool4 and
     conv5_1..5_3 (512 @ 16) (``V1:models/backbone/vgg_backbone.py``). Only ``features`` is built (the
     classifier's 120M parameters are never allocated)."""
@@ -65,7 +64,7 @@ def build_vgg16_bn(cfg: VGG16BNConfig) -> TwoLevelBackbone:
     return TwoLevelBackbone(nn.Identity(), feats[:33], feats[33:43], (512, 512))
 
 
-def build_resnet_mg(cfg: ResNetMGConfig) -> TwoLevelBackbone:
+def build_resnet_mg(cfg: ResNetMGConfig, *, registry: Registry | None = None) -> TwoLevelBackbone:
     """ResNet with the stem max-pool omitted: layer3 at stride 8 and layer4 at stride 16
     (``V1:models/backbone/resnet_backbone.py:103-113``); 256/512 channels (18, 34) or 1024/2048 (50)."""
     name = f"resnet{cfg.depth}"
@@ -77,7 +76,7 @@ def build_resnet_mg(cfg: ResNetMGConfig) -> TwoLevelBackbone:
     return TwoLevelBackbone(stem, model.layer3, model.layer4, (256 * expansion, 512 * expansion))
 
 
-def build_shufflenet_v2(cfg: ShuffleNetV2Config) -> TwoLevelBackbone:
+def build_shufflenet_v2(cfg: ShuffleNetV2Config, *, registry: Registry | None = None) -> TwoLevelBackbone:
     """ShuffleNetV2 without the max-pool: stage3 at stride 8 and stage4 at stride 16
     (``V1:models/backbone/shufflenet_backbone.py:62-106``); 232/464 channels at width 1.0."""
     name = "shufflenet_v2_x" + cfg.width.replace(".", "_")

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from lsvr_core.api import AssignerConfig, BackboneConfig, FocalLossConfig, HeadConfig, LossConfig, NeckConfig
 from pydantic import Field
-
-from lsvr_core.builtin.configs import FocalLossConfig
-from lsvr_core.specs import AssignerConfig, BackboneConfig, HeadConfig, LossConfig, NeckConfig
 
 _PRETRAINED = "torchvision ImageNet weights from torch's hub cache (never downloaded)"
 

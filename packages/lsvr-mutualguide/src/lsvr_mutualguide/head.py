@@ -12,12 +12,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from lsvr_core.api import Batch, ConfigError, Predictions, Registry, ShapeSpec, Targets
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
-from lsvr_core.contracts import ShapeSpec
-from lsvr_core.errors import ConfigError
-from lsvr_core.structures import Batch, Predictions, Targets
 from lsvr_mutualguide.anchors import ANCHORS_PER_LOCATION, generate_anchors
 from lsvr_mutualguide.assigners import IGNORED, POSITIVE, Assignment
 from lsvr_mutualguide.box_coding import decode, encode
@@ -174,17 +172,18 @@ class MutualGuideHead(nn.Module):
 
 
 def build_mutual_guide_head(cfg: MutualGuideHeadConfig, input_shape: dict[str, ShapeSpec], num_classes: int,
-                            task: str) -> MutualGuideHead:
-    """Factory of the ``mutual_guide`` head; the assigner and losses are built from their registered configs.
+                            task: str, *, registry: Registry | None = None) -> MutualGuideHead:
+    """Factory of the ``mutual_guide`` head; the assigner and losses are built through ``registry``.
 
     Raises:
-        ConfigError: task other than ``bbox``.
+        ConfigError: a task other than ``bbox``, or no ``registry``.
     """
-    from lsvr_core.plugins import get_plugin_manager
-
     if task != "bbox":
         raise ConfigError(f"head 'mutual_guide' supports task 'bbox' only, got task {task!r}")
-    manager = get_plugin_manager()
+    if registry is None:
+        raise ConfigError("model.head: the mutual_guide head builds its assigner and losses through registry= "
+                          "(the plugin manager building it); none was given")
+    manager = registry
     loss_iou = manager.build("loss", cfg.loss_iou) if cfg.loss_iou is not None else None
     return MutualGuideHead(
         input_shape, num_classes, manager.build("assigner", cfg.assigner), manager.build("loss", cfg.loss_cls),

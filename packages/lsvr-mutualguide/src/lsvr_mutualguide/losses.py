@@ -13,9 +13,9 @@ import math
 
 import torch
 import torch.nn.functional as F
+from lsvr_core.api import Registry, weight_reduce
 from torch import Tensor, nn
 
-from lsvr_core.models.losses import weight_reduce
 from lsvr_mutualguide.config import BalancedL1LossConfig, SIoULossConfig, VarifocalPolyLossConfig
 
 
@@ -116,16 +116,16 @@ class SIoULoss(nn.Module):
         return self.loss_weight * weight_reduce(siou(pred, target.to(pred.dtype), self.theta), weight, avg_factor)
 
 
-def build_balanced_l1(cfg: BalancedL1LossConfig) -> BalancedL1Loss:
+def build_balanced_l1(cfg: BalancedL1LossConfig, *, registry: Registry | None = None) -> BalancedL1Loss:
     """Factory of the ``balanced_l1`` loss."""
     return BalancedL1Loss(cfg.alpha, cfg.gamma, cfg.beta, cfg.loss_weight)
 
 
-def build_varifocal_poly(cfg: VarifocalPolyLossConfig) -> VarifocalPolyLoss:
+def build_varifocal_poly(cfg: VarifocalPolyLossConfig, *, registry: Registry | None = None) -> VarifocalPolyLoss:
     """Factory of the ``varifocal_poly`` loss."""
     return VarifocalPolyLoss(cfg.neg_alpha, cfg.gamma, cfg.poly_eps, cfg.loss_weight)
 
 
-def build_siou(cfg: SIoULossConfig) -> SIoULoss:
+def build_siou(cfg: SIoULossConfig, *, registry: Registry | None = None) -> SIoULoss:
     """Factory of the ``siou`` loss."""
     return SIoULoss(cfg.theta, cfg.loss_weight)

@@ -10,10 +10,9 @@ import math
 
 import torch
 import torch.nn.functional as F
+from lsvr_core.api import ConfigError, Registry, ShapeSpec
 from torch import Tensor, nn
 
-from lsvr_core.contracts import ShapeSpec
-from lsvr_core.errors import ConfigError
 from lsvr_mutualguide.config import FPNMGNeckConfig, PAFPNNeckConfig, SSDNeckConfig
 
 
@@ -130,16 +129,18 @@ def _build(cls: type[SSDNeck], cfg: SSDNeckConfig, input_shape: dict[str, ShapeS
     return cls(input_shape, cfg.in_levels, cfg.out_channels, cfg.num_levels)
 
 
-def build_ssd(cfg: SSDNeckConfig, input_shape: dict[str, ShapeSpec]) -> SSDNeck:
+def build_ssd(cfg: SSDNeckConfig, input_shape: dict[str, ShapeSpec], *, registry: Registry | None = None) -> SSDNeck:
     """Factory of the ``ssd`` neck."""
     return _build(SSDNeck, cfg, input_shape)
 
 
-def build_fpn_mg(cfg: FPNMGNeckConfig, input_shape: dict[str, ShapeSpec]) -> FPNMGNeck:
+def build_fpn_mg(cfg: FPNMGNeckConfig, input_shape: dict[str, ShapeSpec],
+                 *, registry: Registry | None = None) -> FPNMGNeck:
     """Factory of the ``fpn_mg`` neck."""
     return _build(FPNMGNeck, cfg, input_shape)  # type: ignore[return-value]
 
 
-def build_pafpn(cfg: PAFPNNeckConfig, input_shape: dict[str, ShapeSpec]) -> PAFPNNeck:
+def build_pafpn(cfg: PAFPNNeckConfig, input_shape: dict[str, ShapeSpec],
+                *, registry: Registry | None = None) -> PAFPNNeck:
     """Factory of the ``pafpn`` neck."""
     return _build(PAFPNNeck, cfg, input_shape)  # type: ignore[return-value]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lsvr_core.hookspecs import hookimpl
-from lsvr_core.specs import ComponentSpec, RecipeSpec, recipes_from_dir
+from lsvr_core.api import ComponentSpec, RecipeSpec, hookimpl, recipes_from_dir
+
 from lsvr_mutualguide import config as c
 
 _P = "lsvr_mutualguide"

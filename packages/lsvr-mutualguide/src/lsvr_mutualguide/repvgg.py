@@ -13,10 +13,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from lsvr_core.api import ConfigError, Registry, ShapeSpec
 from torch import Tensor, nn
 
-from lsvr_core.contracts import ShapeSpec
-from lsvr_core.errors import ConfigError
 from lsvr_mutualguide.config import RepVGGConfig
 
 A2_BLOCKS = (2, 4, 14, 1)
@@ -119,7 +118,7 @@ class RepVGGBackbone(nn.Module):
         return self
 
 
-def build_repvgg_a2(cfg: RepVGGConfig) -> RepVGGBackbone:
+def build_repvgg_a2(cfg: RepVGGConfig, *, registry: Registry | None = None) -> RepVGGBackbone:
     """Factory of the ``repvgg_a2`` backbone.
 
     Raises:

@@ -17,7 +17,7 @@ import functools
 import os
 from typing import Any
 
-from lsvr_core.errors import ConfigError
+from lsvr_core.api import ConfigError
 
 ENV_VAR = "LSVR_KERNEL_BACKEND"
 BACKENDS = ("auto", "triton", "torch")

@@ -8,6 +8,7 @@ conv times 0.5 (mask = sigmoid(0)). Source: LSNet spec §2.1 (DCN c3–c5), §2.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -87,3 +88,15 @@ class ModulatedDeformConv2d(DeformConv2d):
     def _offset_and_mask(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         o1, o2, m = torch.chunk(self.conv_offset(x), 3, dim=1)
         return torch.cat((o1, o2), dim=1), torch.sigmoid(m)
+
+
+def build_dcn_v1(*, registry: Any = None, **kwargs: Any) -> DeformConv2d:
+    """Factory of the ``dcn_v1`` layer: ``DeformConv2d(**kwargs)`` (``registry`` is unused: no nested parts)."""
+    del registry
+    return DeformConv2d(**kwargs)
+
+
+def build_dcn_v2(*, registry: Any = None, **kwargs: Any) -> ModulatedDeformConv2d:
+    """Factory of the ``dcn_v2`` layer: ``ModulatedDeformConv2d(**kwargs)`` (``registry`` is unused)."""
+    del registry
+    return ModulatedDeformConv2d(**kwargs)

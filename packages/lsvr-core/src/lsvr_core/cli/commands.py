@@ -143,13 +143,9 @@ def cmd_env(args: argparse.Namespace) -> int:
     print(f"CPU threads  {torch.get_num_threads()}")
     for r in args.manager.records.values():
         print(f"plugin       {r.name}: {r.distribution} {r.version} [{r.status}]")
-    try:
-        from lsvr_ops_triton import backend_report  # type: ignore[import-not-found]
-
-        for op, backend in backend_report().items():
-            print(f"kernel       {op}: {backend}")
-    except ImportError:
-        print("kernel       lsvr-ops-triton not installed")
+    for info in args.manager.hook.lsvr_env_info():
+        for label, value in (info or {}).items():
+            print(f"{label:<12} {value}")
     return 0
 
 
@@ -175,6 +171,6 @@ def cmd_convert_weights(args: argparse.Namespace) -> int:
 def cmd_new_plugin(args: argparse.Namespace) -> int:
     from lsvr_core.scaffold import write_plugin
 
-    path = write_plugin(args.name, args.dir)
+    path = write_plugin(args.name, args.dir, registry=args.manager)
     print(f"wrote {path}; install it with: pip install -e {path}")
     return 0

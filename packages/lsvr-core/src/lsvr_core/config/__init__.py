@@ -2,7 +2,7 @@
 
 Typical use::
 
-    manager = get_plugin_manager()
+    manager = PluginManager()
     cfg = load_config("lsnet:demo", manager, overrides=["schedule.epochs=1"])
     cfg.model.head  # an instance of the head's own config model
 """

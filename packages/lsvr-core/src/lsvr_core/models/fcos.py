@@ -17,7 +17,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.fcos import FCOSHead as TorchvisionFCOSHead
 
 from lsvr_core.builtin.configs import FCOSHeadConfig
-from lsvr_core.contracts import ShapeSpec
+from lsvr_core.contracts import Registry, ShapeSpec
 from lsvr_core.errors import ConfigError
 from lsvr_core.structures import Batch, Predictions, Targets
 
@@ -121,7 +121,7 @@ def _loss_targets(t: Targets) -> dict[str, Tensor]:
 
 
 def build_fcos_head(cfg: FCOSHeadConfig, input_shape: dict[str, ShapeSpec], num_classes: int,
-                    task: str) -> FCOSHead:
+                    task: str, *, registry: Registry | None = None) -> FCOSHead:
     """Build the ``fcos`` head (factory of the built-in plugin).
 
     Raises:

@@ -10,7 +10,7 @@ from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
 from lsvr_core.builtin.configs import FPNConfig
-from lsvr_core.contracts import ShapeSpec
+from lsvr_core.contracts import Registry, ShapeSpec
 from lsvr_core.errors import ConfigError
 from lsvr_core.models.norm import group_norm_layer
 
@@ -106,7 +106,7 @@ class FPN(nn.Module):
         return dict(self.fpn(inputs))
 
 
-def build_fpn(cfg: FPNConfig, input_shape: dict[str, ShapeSpec]) -> FPN:
+def build_fpn(cfg: FPNConfig, input_shape: dict[str, ShapeSpec], *, registry: Registry | None = None) -> FPN:
     """Build the ``fpn`` neck (factory of the built-in plugin); see :class:`FPN`."""
     return FPN(input_shape, cfg.in_levels, cfg.out_channels, cfg.num_extra, cfg.extra_source, cfg.extra_relu,
                cfg.norm)

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
 from lsvr_core.builtin.configs import FocalLossConfig, GIoULossConfig, L1LossConfig, SmoothL1LossConfig
+from lsvr_core.contracts import Registry
 
 
 def weight_reduce(loss: Tensor, weight: Tensor | None, avg_factor: float | Tensor | None) -> Tensor:
@@ -101,22 +102,22 @@ class SmoothL1Loss(nn.Module):
         return self.loss_weight * weight_reduce(loss, weight, avg_factor)
 
 
-def build_focal(cfg: FocalLossConfig) -> FocalLoss:
+def build_focal(cfg: FocalLossConfig, *, registry: Registry | None = None) -> FocalLoss:
     """Factory of the ``focal`` loss."""
     return FocalLoss(cfg.alpha, cfg.gamma, cfg.loss_weight)
 
 
-def build_giou(cfg: GIoULossConfig) -> GIoULoss:
+def build_giou(cfg: GIoULossConfig, *, registry: Registry | None = None) -> GIoULoss:
     """Factory of the ``giou`` loss."""
     return GIoULoss(cfg.eps, cfg.loss_weight)
 
 
-def build_l1(cfg: L1LossConfig) -> L1Loss:
+def build_l1(cfg: L1LossConfig, *, registry: Registry | None = None) -> L1Loss:
     """Factory of the ``l1`` loss."""
     return L1Loss(cfg.loss_weight)
 
 
-def build_smooth_l1(cfg: SmoothL1LossConfig) -> SmoothL1Loss:
+def build_smooth_l1(cfg: SmoothL1LossConfig, *, registry: Registry | None = None) -> SmoothL1Loss:
     """Factory of the ``smooth_l1`` loss."""
     return SmoothL1Loss(cfg.beta, cfg.loss_weight)
 

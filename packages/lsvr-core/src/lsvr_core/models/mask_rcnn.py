@@ -25,7 +25,7 @@ from torchvision.models.detection.roi_heads import paste_masks_in_image
 from torchvision.models.detection.rpn import RPNHead
 
 from lsvr_core.builtin.mask_rcnn_config import MaskRCNNHeadConfig
-from lsvr_core.contracts import ShapeSpec
+from lsvr_core.contracts import Registry, ShapeSpec
 from lsvr_core.errors import ConfigError, DataError
 from lsvr_core.models.norm import group_norm_layer
 from lsvr_core.models.rcnn_parts import RPN, RCNNRoIHeads, RoIAlignPyramid, maxpool_level
@@ -201,6 +201,6 @@ class MaskRCNNHead(nn.Module):
 
 
 def build_mask_rcnn_head(cfg: MaskRCNNHeadConfig, input_shape: dict[str, ShapeSpec], num_classes: int,
-                         task: str, *, registry=None) -> MaskRCNNHead:
+                         task: str, *, registry: Registry | None = None) -> MaskRCNNHead:
     """Factory of the built-in ``mask_rcnn`` head; see :class:`MaskRCNNHead`."""
     return MaskRCNNHead(cfg, input_shape, num_classes, task)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from lsvr_core.builtin.configs import ResNetConfig
-from lsvr_core.contracts import ShapeSpec
+from lsvr_core.contracts import Registry, ShapeSpec
 from lsvr_core.errors import ConfigError, PluginError
 from lsvr_core.models.norm import batch_norm_layer, set_batch_norm_eval
 
@@ -130,18 +130,20 @@ def _load_pretrained(trunk: nn.Module, cfg: ResNetConfig) -> None:
                           f"unexpected {unexpected[:5]}")
 
 
-def _dcn_layer(conv: nn.Conv2d) -> nn.Module:
-    """A DCNv2 layer with ``conv``'s geometry from the ``("layer", "dcn_v2")`` component (lsvr-ops-triton)."""
-    from lsvr_core.plugins import get_plugin_manager
-
+def _dcn_layer(conv: nn.Conv2d, registry: Registry | None) -> nn.Module:
+    """A DCNv2 layer with ``conv``'s geometry from the ``("layer", "dcn_v2")`` component of ``registry``
+    (registered by lsvr-ops-triton)."""
+    if registry is None:
+        raise ConfigError("model.backbone.dcn_stages: build_resnet needs registry= (the plugin manager) to find "
+                          "the 'dcn_v2' layer")
     try:
-        spec = get_plugin_manager().get("layer", "dcn_v2")
+        spec = registry.get("layer", "dcn_v2")
     except PluginError:
         raise ConfigError("model.backbone.dcn_stages needs the 'dcn_v2' layer: install lsvr-ops-triton "
                           "(pip install lsvr-ops-triton) or set dcn_stages to all false") from None
     layer = spec.build(None, in_channels=conv.in_channels, out_channels=conv.out_channels, kernel_size=3,
                        stride=conv.stride[0], padding=conv.padding[0], dilation=conv.dilation[0],
-                       groups=conv.groups, bias=False)
+                       groups=conv.groups, bias=False, registry=registry)
     weight = getattr(layer, "weight", None)
     if isinstance(weight, Tensor) and weight.shape == conv.weight.shape:
         with torch.no_grad():  # start from the plain conv's weights (the offsets start at zero)
@@ -149,7 +151,7 @@ def _dcn_layer(conv: nn.Conv2d) -> nn.Module:
     return layer
 
 
-def _add_dcn(trunk: torchvision.models.ResNet, dcn_stages: tuple[bool, ...]) -> None:
+def _add_dcn(trunk: torchvision.models.ResNet, dcn_stages: tuple[bool, ...], registry: Registry | None) -> None:
     """Replace ``conv2`` (the strided 3x3 of a Bottleneck, the second 3x3 of a BasicBlock) by DCNv2 in the
     stages flagged in ``dcn_stages`` (c2..c5)."""
     for enabled, stage in zip(dcn_stages, (trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4)):
@@ -157,10 +159,10 @@ def _add_dcn(trunk: torchvision.models.ResNet, dcn_stages: tuple[bool, ...]) -> 
             continue
         for block in stage:
             assert isinstance(block, (BasicBlock, Bottleneck))
-            block.conv2 = _dcn_layer(block.conv2)
+            block.conv2 = _dcn_layer(block.conv2, registry)
 
 
-def build_resnet(cfg: ResNetConfig) -> ResNet:
+def build_resnet(cfg: ResNetConfig, *, registry: Registry | None = None) -> ResNet:
     """Build the ``resnet`` backbone (factory of the built-in plugin).
 
     ``zero_init_residual`` zeroes the last BatchNorm weight of every block before pretrained weights (if any)
@@ -179,5 +181,5 @@ def build_resnet(cfg: ResNetConfig) -> ResNet:
     if cfg.pretrained:
         _load_pretrained(trunk, cfg)
     if any(cfg.dcn_stages):
-        _add_dcn(trunk, cfg.dcn_stages)
+        _add_dcn(trunk, cfg.dcn_stages, registry)
     return ResNet(trunk, cfg.out_levels, cfg.frozen_stages, cfg.norm_eval)

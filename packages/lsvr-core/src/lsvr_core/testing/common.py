@@ -26,25 +26,37 @@ def resolve_factory(factory_or_spec: Any, kind: str) -> Callable[..., Any]:
     return factory_or_spec
 
 
+_DEFAULT_REGISTRY: Any = None
+
+
+def default_registry() -> Any:
+    """A plugin manager over every installed plugin, created once per process for the conformance suites
+    (pass ``manager=`` to the ``check_*`` functions to test against another registry)."""
+    global _DEFAULT_REGISTRY
+    if _DEFAULT_REGISTRY is None:
+        from lsvr_core.plugins import PluginManager
+
+        _DEFAULT_REGISTRY = PluginManager()
+    return _DEFAULT_REGISTRY
+
+
 def check_config_roundtrip(cfg: ComponentConfig, kind: str, manager: Any = None) -> ComponentConfig:
     """The config survives ``model_dump`` -> JSON -> ``model_validate`` unchanged and rejects unknown keys.
 
     Nested slots (a head's ``loss_cls: LossConfig``) are resolved against the registry of ``manager``
-    (default: the process-wide plugin manager) exactly as a run config resolves them.
+    (default: :func:`default_registry`) exactly as a run config resolves them.
 
     Returns:
         the re-validated config.
     """
     from lsvr_core.config.resolve import Resolver
-    from lsvr_core.plugins import get_plugin_manager
-
     base = SLOT_BASES[kind]
     assert isinstance(cfg, base), f"config {type(cfg).__name__} must subclass {base.__name__} (the {kind} slot base)"
     type_field = type(cfg).model_fields["type"]
     assert type_field.default == cfg.type, (
         f"{type(cfg).__name__}: `type` default {type_field.default!r} differs from the value {cfg.type!r}; declare "
         f"`type: Literal[{cfg.type!r}] = {cfg.type!r}`")
-    manager = manager or get_plugin_manager()
+    manager = manager or default_registry()
     by_kind: dict[str, list[type[ComponentConfig]]] = {}
     for spec in manager.components():
         if spec.config is not None and not (spec.kind == kind and spec.name == cfg.type):

@@ -7,7 +7,9 @@ Each ``check_*`` builds the component from its factory (a :class:`~lsvr_core.spe
     def test_my_neck():
         check_neck("my_pkg.neck:build_my_neck", MyNeckConfig(out_channels=64))
 
-They return what they built (and its outputs) for further, component-specific assertions.
+They return what they built (and its outputs) for further, component-specific assertions. Factories receive
+``registry=manager`` (default: :func:`~lsvr_core.testing.common.default_registry`, every installed plugin), so a
+head's nested assigners and losses come from the registry under test.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from lsvr_core.testing.common import (
     assert_finite,
     assert_gradients,
     check_config_roundtrip,
+    default_registry,
     projection_loss,
     resolve_factory,
 )
@@ -65,7 +68,8 @@ def check_backbone(factory_or_spec: Any, cfg: BackboneConfig, *, image_size: tup
     deterministic. ``image_size`` should be a multiple of the largest stride unless the backbone handles
     other sizes (then each level must be ``ceil(size / stride)``)."""
     check_config_roundtrip(cfg, "backbone", manager)
-    backbone = resolve_factory(factory_or_spec, "backbone")(cfg)
+    registry = manager or default_registry()
+    backbone = resolve_factory(factory_or_spec, "backbone")(cfg, registry=registry)
     what = f"backbone {cfg.type!r}"
     assert isinstance(backbone, nn.Module), f"{what}: factory must return an nn.Module, got {type(backbone).__name__}"
     shape = _check_output_shape(backbone.output_shape(), what)
@@ -91,8 +95,9 @@ def check_neck(factory_or_spec: Any, cfg: NeckConfig, input_shape: dict[str, Sha
     actual levels, channels and strides, finite outputs, gradients to every trainable parameter and to the
     input features."""
     check_config_roundtrip(cfg, "neck", manager)
+    registry = manager or default_registry()
     input_shape = input_shape or DEFAULT_BACKBONE_SHAPE
-    neck = resolve_factory(factory_or_spec, "neck")(cfg, input_shape)
+    neck = resolve_factory(factory_or_spec, "neck")(cfg, input_shape, registry=registry)
     what = f"neck {cfg.type!r}"
     assert isinstance(neck, nn.Module), f"{what}: factory must return an nn.Module, got {type(neck).__name__}"
     shape = _check_output_shape(neck.output_shape(), what)
@@ -146,8 +151,9 @@ def check_head(factory_or_spec: Any, cfg: HeadConfig, input_shape: dict[str, Sha
     trainable parameter and the features; ``predict`` returns well-formed input-frame :class:`Predictions`
     (segm: masks or contours; pose: keypoints) that map to the original frame."""
     check_config_roundtrip(cfg, "head", manager)
+    registry = manager or default_registry()
     input_shape = input_shape or DEFAULT_NECK_SHAPE
-    head = resolve_factory(factory_or_spec, "head")(cfg, input_shape, num_classes, task)
+    head = resolve_factory(factory_or_spec, "head")(cfg, input_shape, num_classes, task, registry=registry)
     what = f"head {cfg.type!r} (task {task})"
     assert isinstance(head, nn.Module), f"{what}: factory must return an nn.Module, got {type(head).__name__}"
     assert callable(getattr(head, "predict", None)), f"{what}: has no predict(features, batch) method"
@@ -196,7 +202,8 @@ def check_assigner(factory_or_spec: Any, cfg: AssignerConfig, call: Callable[[An
         the output of the first ``call``.
     """
     check_config_roundtrip(cfg, "assigner", manager)
-    assigner = resolve_factory(factory_or_spec, "assigner")(cfg)
+    registry = manager or default_registry()
+    assigner = resolve_factory(factory_or_spec, "assigner")(cfg, registry=registry)
     what = f"assigner {cfg.type!r}"
     assert callable(assigner), f"{what}: factory must return a callable, got {type(assigner).__name__}"
     first, second = call(assigner), call(assigner)
@@ -218,8 +225,9 @@ def check_loss(factory_or_spec: Any, cfg: LossConfig, inputs: tuple[Any, ...], *
     linearly; ``avg_factor`` (if ``forward`` takes one) divides the sum; ``empty_inputs`` give a finite loss
     that back-propagates."""
     check_config_roundtrip(cfg, "loss", manager)
+    registry = manager or default_registry()
     factory = resolve_factory(factory_or_spec, "loss")
-    loss_fn = factory(cfg)
+    loss_fn = factory(cfg, registry=registry)
     what = f"loss {cfg.type!r}"
     assert isinstance(loss_fn, nn.Module), f"{what}: factory must return an nn.Module, got {type(loss_fn).__name__}"
     pred = inputs[0].detach().clone().requires_grad_(True)
@@ -231,7 +239,8 @@ def check_loss(factory_or_spec: Any, cfg: LossConfig, inputs: tuple[Any, ...], *
     assert pred.grad is not None and torch.isfinite(pred.grad).all(), f"{what}: no finite gradient for the prediction"
     assert pred.grad.abs().sum() > 0, f"{what}: gradient w.r.t. the prediction is all zero"
     if "loss_weight" in type(cfg).model_fields and cfg.loss_weight > 0:
-        doubled = factory(cfg.model_copy(update={"loss_weight": 2 * cfg.loss_weight}))(inputs[0], *inputs[1:])
+        doubled_fn = factory(cfg.model_copy(update={"loss_weight": 2 * cfg.loss_weight}), registry=registry)
+        doubled = doubled_fn(inputs[0], *inputs[1:])
         assert torch.allclose(doubled, 2 * value.detach(), rtol=1e-5, atol=1e-8), (
             f"{what}: doubling loss_weight gave {doubled.tolist()} instead of 2 x {value.tolist()}")
     if "avg_factor" in inspect.signature(loss_fn.forward).parameters:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from lsvr_core.api import Registry
 from torch import Tensor
 
 from lsvr_lsnet.config import ATSSAssignerConfig
@@ -84,6 +85,6 @@ class ATSSAssigner:
         return assigned
 
 
-def build_atss(cfg: ATSSAssignerConfig) -> ATSSAssigner:
+def build_atss(cfg: ATSSAssignerConfig, *, registry: Registry | None = None) -> ATSSAssigner:
     """Factory of the ``atss`` assigner."""
     return ATSSAssigner(cfg.topk, cfg.inside_eps)

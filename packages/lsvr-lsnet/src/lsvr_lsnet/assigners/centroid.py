@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from lsvr_core.api import Registry
 from torch import Tensor
 
 from lsvr_lsnet.config import CentroidAssignerConfig
@@ -69,6 +70,6 @@ class CentroidAssigner:
         return assigned
 
 
-def build_centroid(cfg: CentroidAssignerConfig) -> CentroidAssigner:
+def build_centroid(cfg: CentroidAssignerConfig, *, registry: Registry | None = None) -> CentroidAssigner:
     """Factory of the ``centroid`` assigner."""
     return CentroidAssigner(cfg.scale, cfg.pos_num)

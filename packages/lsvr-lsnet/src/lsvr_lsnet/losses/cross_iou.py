@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+from lsvr_core.api import Registry
 from torch import Tensor, nn
 
 from lsvr_lsnet.config import CrossIoULossConfig
@@ -135,14 +136,14 @@ class CrossIoULoss(nn.Module):
         return self.loss_weight * reduced
 
 
-def build_cross_iou(cfg: CrossIoULossConfig) -> CrossIoULoss:
+def build_cross_iou(cfg: CrossIoULossConfig, *, registry: Registry | None = None) -> CrossIoULoss:
     """Factory of the ``cross_iou`` loss (``loss_type`` must be set; heads fill it in by task).
 
     Raises:
         lsvr_core.errors.ConfigError: ``loss_type`` is None.
     """
     if cfg.loss_type is None:
-        from lsvr_core.errors import ConfigError
+        from lsvr_core.api import ConfigError
 
         raise ConfigError("cross_iou: loss_type is None; set bbox, polygon or keypoint (an LSNet head sets it by task)")
     return CrossIoULoss(cfg.loss_type, cfg.alpha, cfg.group_stride, cfg.eps, cfg.loss_weight)

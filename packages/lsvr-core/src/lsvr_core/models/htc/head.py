@@ -26,7 +26,7 @@ from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import batched_nms, clip_boxes_to_image
 
 from lsvr_core.builtin.htc_config import HTCHeadConfig
-from lsvr_core.contracts import ShapeSpec
+from lsvr_core.contracts import Registry, ShapeSpec
 from lsvr_core.errors import ConfigError, DataError
 from lsvr_core.models.htc.modules import CascadePredictor, FusedSemanticHead, HTCMaskHead
 from lsvr_core.models.htc.sampling import StageSamples, sample_rois
@@ -277,6 +277,6 @@ class HTCHead(nn.Module):
 
 
 def build_htc_head(cfg: HTCHeadConfig, input_shape: dict[str, ShapeSpec], num_classes: int, task: str, *,
-                   registry=None) -> HTCHead:
+                   registry: Registry | None = None) -> HTCHead:
     """Factory of the built-in ``htc`` head; see :class:`HTCHead`."""
     return HTCHead(cfg, input_shape, num_classes, task)
