@@ -11,8 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_image
 
-from lsvr_core.errors import DataError
-from lsvr_core.structures import Targets
+from lsvr_core.api import DataError, Targets
 
 
 def semantic_map(folder: Path, image_file: Path | str, orig_size: tuple[int, int], meta: Targets) -> Tensor:
