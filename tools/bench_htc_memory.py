@@ -7,9 +7,8 @@ masks, a semantic map), runs forward + backward + an SGD step and reports, on CP
 resident set size (``ru_maxrss``) before and after the step; on CUDA, ``torch.cuda.max_memory_allocated``.
 The parent prints device, versions, shapes and a table, and writes ``benchmarks/htc_wrn50_memory_<device>.txt``.
 
-Sides the machine cannot hold safely are not run: pass the sizes to run; a log-log fit over the measured
-sides gives a clearly labelled *estimate* for 1280 (attention memory grows with (H W)^2 per LESA block, the
-rest with H W).
+Sides the machine cannot hold safely are not run: pass the sizes to run; :func:`estimate_1280` gives a
+clearly labelled *estimate* for 1280 (the rest grows with H W, attention memory with (H W)^2 per LESA block).
 
 Usage::
 
@@ -21,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import resource
 import subprocess
@@ -76,15 +74,24 @@ def _child(side: int, device: str, threads: int) -> dict:
     return out
 
 
-def _fit(points: list[tuple[int, float]]) -> tuple[float, float] | None:
-    """Least-squares fit of log(mem) = a + b log(side)."""
-    if len(points) < 2:
-        return None
-    xs = [math.log(s) for s, _ in points]
-    ys = [math.log(m) for _, m in points]
+def estimate_1280(points: list[tuple[int, float]], heads: int = 8, maps: int = 4) -> tuple[float, float, float]:
+    """ESTIMATE of the peak at 1280: least-squares ``peak = a + b side^2`` over the measured sides (weights and
+    activations that grow with the pixel count), plus the LESA attention maps the small sides cannot show: on
+    CPU ``relpos_attention`` runs SDPA with the (L, L) bias materialised, so about ``maps`` fp32 tensors of
+    G x L x L (bias, attention weights and their gradients) live at once in the largest checkpointed LESA
+    block (WRN layer3 and layer4 block 0 attend at side / 16, L = (side / 16)^2; LESA spec §5).
+
+    Returns:
+        (a + b 1280^2, attention GiB, their sum) in GiB.
+    """
+    xs = [float(s) ** 2 for s, _ in points]
+    ys = [m for _, m in points]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
-    return my - b * mx, b
+    dense = my + b * (1280.0**2 - mx)
+    length = (1280 // 16) ** 2
+    attention = maps * heads * length**2 * 4 / 2**30
+    return dense, attention, dense + attention
 
 
 def main() -> None:
@@ -121,11 +128,11 @@ def main() -> None:
         lines.append(line)
         print(line, flush=True)
     key = "cuda_peak_GiB" if args.device == "cuda" else "rss_peak_GiB"
-    fit = _fit([(r["side"], r[key]) for r in rows])
-    if fit and 1280 not in [r["side"] for r in rows]:
-        a, b = fit
-        lines.append(f"ESTIMATE (not measured): log-log fit over sides {[r['side'] for r in rows]}: "
-                     f"{key} ~ side^{b:.2f}; at 1280: {math.exp(a + b * math.log(1280)):.1f} GiB")
+    if len(rows) >= 2 and 1280 not in [r["side"] for r in rows]:
+        dense, attention, total = estimate_1280([(r["side"], r[key]) for r in rows])
+        lines.append(f"ESTIMATE for 1280 (not measured; see estimate_1280): {key} ~ {dense:.1f} GiB (a + b side^2 "
+                     f"fitted on sides {[r['side'] for r in rows]}) + {attention:.1f} GiB (4 fp32 G x L x L "
+                     f"attention maps, L = 80^2) = {total:.1f} GiB")
     text = "\n".join(lines)
     print(text)
     out = ROOT / "benchmarks" / f"htc_wrn50_memory_{args.device}.txt"
