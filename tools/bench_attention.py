@@ -14,13 +14,16 @@ Usage::
 
     python tools/bench_attention.py                      # CUDA, spec shapes, bf16 and fp32
     python tools/bench_attention.py --train-step         # plus the Mask R-CNN step memory
-    python tools/bench_attention.py --device cpu --smoke # CPU check of the script (tiny shapes, no Triton)
+    python tools/bench_attention.py --shapes r50         # only the LESA-R50 stage shapes (the GPU check's step c)
+    python tools/bench_attention.py --device cpu --smoke # CPU check of the script (tiny shapes; the Triton
+                                                         # backend only with TRITON_INTERPRET=1, the interpreter)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -46,6 +49,15 @@ SPEC_SHAPES = [
 SMOKE_SHAPES = [("smoke 6x5", 1, 2, 6, 5, 8, 16), ("smoke 4x8", 2, 2, 4, 8, 16, 32)]
 BACKENDS = ("triton", "flex", "torch", "reference")
 NAMES = {"triton": "ours (Triton)", "flex": "FlexAttention", "torch": "SDPA + bias", "reference": "materialised"}
+
+
+def select_shapes(spec: str, pool: list[tuple]) -> list[tuple]:
+    """``all``, ``r50`` / ``wrn`` (labels starting so), or comma-separated indices into ``pool``."""
+    if spec == "all":
+        return pool
+    if spec in ("r50", "wrn"):
+        return [s for s in pool if s[0].lower().startswith(spec)]
+    return [pool[int(i)] for i in spec.split(",")]
 
 
 def attention_flops(b: int, g: int, length: int, dqk: int, dv: int, backward: bool) -> float:
@@ -238,15 +250,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--max-materialised-gib", type=float, default=40.0)
     parser.add_argument("--train-step", action="store_true", help="also measure a Mask R-CNN training step")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks")
+    parser.add_argument("--shapes", default="all",
+                        help="all, r50, wrn, or comma-separated indices (into SMOKE_SHAPES with --smoke)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for attention_<device>.json/.md (default benchmarks/; smoke runs: not written)")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("CUDA is not available; use --device cpu --smoke to check the script", file=sys.stderr)
         return 2
     backends = [b for b in args.backends.split(",") if b]
-    if args.device == "cpu":
-        backends = [b for b in backends if b != "triton"]  # compiled Triton needs CUDA
-    shapes = SMOKE_SHAPES if args.smoke else SPEC_SHAPES
+    if args.device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        backends = [b for b in backends if b != "triton"]  # compiled Triton needs CUDA; the interpreter runs on CPU
+    shapes = select_shapes(args.shapes, SMOKE_SHAPES if args.smoke else SPEC_SHAPES)
     results: dict[str, Any] = {"env": environment(args.device), "runs": {}}
     print(json.dumps(results["env"]))
     for name in args.dtypes.split(","):
@@ -262,9 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_step:
         results["train_step"] = train_step_memory(args.device)
         print(json.dumps(results["train_step"]))
-    if not args.smoke:
+    out = args.out or (None if args.smoke else ROOT / "benchmarks")
+    if out is not None:
+        args.out = out
         args.out.mkdir(parents=True, exist_ok=True)
-        stem = f"attention_{args.device}"
+        stem = f"attention_{args.device}" + ("_smoke" if args.smoke else "")
         (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1))
         (args.out / f"{stem}.md").write_text(markdown(results))
         print(f"wrote {args.out / stem}.json and .md")

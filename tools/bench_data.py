@@ -12,6 +12,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+from functools import partial
 import os
 import platform
 import sys
@@ -21,16 +22,23 @@ from pathlib import Path
 import torch
 import torchvision
 
+from lsvr_core.engine.data import MainProcessCollate, _as_list
 from lsvr_core.structures import collate
 from lsvr_data.coco import build_coco
 from lsvr_data.config import CocoDatasetConfig, PipelineConfig
 
 
-def measure(ds, workers: int, batch_size: int, passes: int) -> tuple[float, int, float]:  # noqa: ANN001
-    """Images/s over ``passes`` full passes (after one warm-up batch); also images seen and mean H x W."""
+def measure(ds, workers: int, batch_size: int, passes: int, where: str) -> tuple[float, int, float]:  # noqa: ANN001
+    """Images/s over ``passes`` full passes (after one warm-up batch); also images seen and mean H x W.
+
+    ``where="main"`` is the engine's loader (workers return uint8 samples, the main process collates:
+    :class:`lsvr_core.engine.data.MainProcessCollate`); ``"worker"`` collates inside the workers.
+    """
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers,
-                                         collate_fn=collate, persistent_workers=workers > 0,
-                                         generator=torch.Generator().manual_seed(0))
+                                         collate_fn=collate if where == "worker" else _as_list,
+                                         persistent_workers=workers > 0, generator=torch.Generator().manual_seed(0))
+    if where == "main":
+        loader = MainProcessCollate(loader, partial(collate, size_divisor=32), pin_memory=False)
     it = iter(loader)
     next(it)  # warm-up: worker start-up, first decode
     seen, pixels = 0, 0.0
@@ -55,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passes", type=int, default=2, help="full passes over the split per measurement")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads in the main process")
+    parser.add_argument("--collate", nargs="+", default=["main", "worker"], choices=("main", "worker"),
+                        help="where batches are collated (main: the engine's loader)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -68,11 +78,12 @@ def main(argv: list[str] | None = None) -> int:
           f"batch {args.batch_size}, pipeline: keep-ratio short side U[480, 960] long <= 1333, flip 0.5; "
           f"decode + transforms + collate (pad to 32)")
     baseline = None
-    for workers in args.workers:
-        rate, seen, mean_px = measure(ds, workers, args.batch_size, args.passes)
-        baseline = baseline or rate
-        print(f"workers={workers}: {rate:7.1f} images/s over {seen} images (mean image {mean_px / 1e6:.2f} MP), "
-              f"ratio to workers={args.workers[0]}: {rate / baseline:.2f}x")
+    for where in args.collate:
+        for workers in args.workers:
+            rate, seen, mean_px = measure(ds, workers, args.batch_size, args.passes, where)
+            baseline = baseline or rate
+            print(f"collate in {where:<6} workers={workers}: {rate:7.1f} images/s over {seen} images "
+                  f"(mean image {mean_px / 1e6:.2f} MP), ratio to the first row: {rate / baseline:.2f}x")
     return 0
 
 

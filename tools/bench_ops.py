@@ -2,6 +2,7 @@
 
     python tools/bench_ops.py --mode cpu            # fast CPU path vs torchvision, 2 threads (issue 9)
     python tools/bench_ops.py --mode cuda           # Triton kernels vs torchvision / grid_sample (issue 5)
+    python tools/bench_ops.py --mode cuda --dry-run # the same rows on CPU: Triton interpreter, tiny shapes (CI)
 
 Ours = ``lsvr_ops_triton.deform_conv2d`` / ``pyramid_deform_conv2d`` through the dispatcher (CPU: the
 sampling + matmul path; CUDA: the Triton kernels). Baselines: ``torchvision.ops.deform_conv2d`` (DCN v2 with
@@ -25,9 +26,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-import torch.nn.functional as F
-import torchvision
+if "--dry-run" in sys.argv:  # the interpreter must be on before triton is first imported (torch may import it)
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import torchvision  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LEVEL_STRIDES = (8, 16, 32, 64, 128)
@@ -52,6 +56,7 @@ def environment(mode: str) -> dict[str, str]:
     env.update({f"backend.{k}": v for k, v in lsvr_ops_triton.backend_report().items()})
     if mode == "cuda":
         env["device"] = torch.cuda.get_device_name(0)
+        env["driver_cuda"] = str(torch.version.cuda)
     else:
         env["device"] = f"{platform.processor() or platform.machine()} ({os.cpu_count()} logical CPUs visible)"
         env["threads"] = str(torch.get_num_threads())
@@ -78,8 +83,16 @@ def time_cpu(fns: dict[str, Callable[[], Any]], reps: int, budget_s: float = 2.0
     return {name: t * 1e3 for name, t in best.items()}
 
 
-def time_cuda(fn: Callable[[], Any], reps: int) -> tuple[float, float]:
-    """(median ms over ``reps`` CUDA-event timings, peak MiB allocated above the start) after 3 warm-ups."""
+def time_cuda(fn: Callable[[], Any], reps: int) -> tuple[float, float | None]:
+    """(median ms over ``reps`` CUDA-event timings, peak MiB allocated above the start) after 3 warm-ups.
+    Tensors on the CPU (the dry run): (median wall ms, no warm-up, None)."""
+    if not torch.cuda.is_available() or os.environ.get("LSVR_BENCH_DRY_RUN") == "1":
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(times), None
     for _ in range(3):
         fn()
     torch.cuda.synchronize()
@@ -206,30 +219,36 @@ def run_cpu(reps: int, groups: tuple[str, ...] = ("issue9", "demo")) -> list[dic
 
 
 # -------------------------------------------------------------------------------------------------- CUDA
-def device_peaks(dtype: torch.dtype) -> dict[str, float]:
-    """Matmul TFLOP/s (8192³) in ``dtype`` and device-to-device copy GB/s (1 GiB), measured now."""
-    a = torch.randn(8192, 8192, device="cuda", dtype=dtype)
-    b = torch.randn(8192, 8192, device="cuda", dtype=dtype)
+def device_peaks(dtype: torch.dtype, device: str = "cuda") -> dict[str, float]:
+    """Matmul TFLOP/s (8192³; CPU 256³) in ``dtype`` and copy GB/s (1 GiB; CPU 16 MiB), measured now."""
+    n, size = (8192, 2**30) if device == "cuda" else (256, 2**24)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     ms, _ = time_cuda(lambda: torch.matmul(a, b), 10)
-    src = torch.empty(2**30, dtype=torch.uint8, device="cuda")
+    src = torch.empty(size, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
     ms_copy, _ = time_cuda(lambda: dst.copy_(src), 10)
     del a, b, src, dst
-    return {"matmul_tflops": 2 * 8192**3 / ms / 1e9, "copy_gbs": 2 * 2**30 / ms_copy / 1e6}
+    return {"matmul_tflops": 2 * n**3 / ms / 1e9, "copy_gbs": 2 * size / ms_copy / 1e6}
 
 
 def run_cuda(reps: int, batches: list[int], dtypes: list[torch.dtype], device: str = "cuda",
-             image_hw: tuple[int, int] = (800, 1333), channels: int = 256) -> tuple[list[dict], dict]:
-    """Issue 5's shapes: P3–P7 of ``image_hw``; ``device``/``image_hw``/``channels`` exist for a CPU dry run."""
-    os.environ["LSVR_KERNEL_BACKEND"] = "triton" if device == "cuda" else "torch"
+             image_hw: tuple[int, int] = (800, 1333), channels: int = 256, levels: int = 5,
+             offset_stds: tuple[float, ...] = (2.0, 0.0)) -> tuple[list[dict], dict]:
+    """Issue 5's shapes: P3–P7 of ``image_hw`` (LSNet head: 256 channels, 3x3 DCN v2 and the pyramid DCN visits);
+    ``device``/``image_hw``/``channels``/``levels`` exist for the CPU dry run (Triton interpreter)."""
+    os.environ["LSVR_KERNEL_BACKEND"] = "triton"
     sizes = level_sizes(image_hw)
-    peaks = {str(dt).removeprefix("torch."): device_peaks(dt) for dt in dtypes}
+    peaks = {str(dt).removeprefix("torch."): device_peaks(dt, device) for dt in dtypes}
+    if "bfloat16" not in peaks:  # every row is also compared with the bf16 tensor-core rate
+        peaks["bfloat16"] = device_peaks(torch.bfloat16, device)
     rows = []
     for dtype in dtypes:
         dname = str(dtype).removeprefix("torch.")
         for n in batches:
-            for offset_std, offs in ((2.0, "offsets~N(0,2px)"), (0.0, "zero offsets")):
-                for level, hw in enumerate(sizes):
+            for offset_std in offset_stds:
+                offs = "zero offsets" if offset_std == 0 else f"offsets~N(0,{offset_std:g}px)"
+                for level, hw in enumerate(sizes[:levels]):
                     t = dcn_inputs(n, channels, *hw, device, dtype, offset_std)
                     base_dtype = None
                     try:
@@ -243,33 +262,38 @@ def run_cuda(reps: int, batches: list[int], dtypes: list[torch.dtype], device: s
                     rows.append(_cuda_row("deform_conv2d(mask)", f"N={n} P{level + 3} {hw} {channels}->{channels} "
                                           f"{dname} {offs}",
                                           "torchvision" + ("" if base_dtype is None else " (fp32 compute)"),
-                                          fns, list(t.values()), flops, byts, peaks[dname], reps))
+                                          fns, list(t.values()), flops, byts, peaks[dname], reps,
+                                          peaks["bfloat16"]))
                     feats = [sizes[v] for v in visits(level)]
                     t = pyramid_inputs(n, channels, hw, feats, device, dtype, offset_std)
                     fns = pyramid_fns(t, hw, feats)
                     byts = sum(v.numel() * v.element_size() for v in t.values()) + 3 * out_bytes
                     rows.append(_cuda_row("pyramid_deform_conv2d x3", f"N={n} base P{level + 3} {hw} from {feats} "
                                           f"{channels}->{channels} {dname} {offs}", "grid_sample reference", fns,
-                                          list(t.values()), 3 * flops, byts, peaks[dname], reps))
+                                          list(t.values()), 3 * flops, byts, peaks[dname], reps,
+                                          peaks["bfloat16"]))
                     if device == "cuda":
                         torch.cuda.empty_cache()
     return rows, peaks
 
 
 def _cuda_row(op: str, shape: str, baseline: str, fns: dict, leaves: list, flops: float, byts: float,
-              peak: dict, reps: int) -> dict:
+              peak: dict, reps: int, bf16_peak: dict) -> dict:
     row: dict[str, Any] = {"op": op, "shape": shape, "baseline": baseline}
     for who, fn in fns.items():
         row[f"{who}_fwd_ms"], row[f"{who}_fwd_peak_mib"] = time_cuda(lambda fn=fn: fn().detach(), reps)
         row[f"{who}_fwd_bwd_ms"], row[f"{who}_fwd_bwd_peak_mib"] = time_cuda(fwd_bwd(fn, leaves), reps)
     row["speedup_fwd"] = row["baseline_fwd_ms"] / row["ours_fwd_ms"]
     row["speedup_fwd_bwd"] = row["baseline_fwd_bwd_ms"] / row["ours_fwd_bwd_ms"]
-    row["mem_ratio_fwd_bwd"] = row["ours_fwd_bwd_peak_mib"] / max(row["baseline_fwd_bwd_peak_mib"], 1e-9)
+    if row["ours_fwd_bwd_peak_mib"] is not None:  # CUDA only
+        row["mem_ratio_fwd_bwd"] = row["ours_fwd_bwd_peak_mib"] / max(row["baseline_fwd_bwd_peak_mib"], 1e-9)
     row["ours_fwd_tflops"] = flops / row["ours_fwd_ms"] / 1e9
     row["ours_fwd_frac_of_matmul"] = row["ours_fwd_tflops"] / peak["matmul_tflops"]
+    row["ours_fwd_frac_of_bf16_matmul"] = row["ours_fwd_tflops"] / bf16_peak["matmul_tflops"]
     row["ours_fwd_min_gbs"] = byts / row["ours_fwd_ms"] / 1e6
     row["ours_fwd_frac_of_copy_bw"] = row["ours_fwd_min_gbs"] / peak["copy_gbs"]
     row["ours_fwd_bwd_tflops"] = 3 * flops / row["ours_fwd_bwd_ms"] / 1e9
+    row["ours_fwd_bwd_frac_of_bf16_matmul"] = row["ours_fwd_bwd_tflops"] / bf16_peak["matmul_tflops"]
     return row
 
 
@@ -280,7 +304,7 @@ def format_rows(env: dict, rows: list[dict], extra: dict | None) -> str:
         lines += [f"# measured {k}: " + ", ".join(f"{kk}={vv:.1f}" for kk, vv in v.items()) for k, v in extra.items()]
     for row in rows:
         lines.append(f"{row['op']:26s} {row['shape']}  [baseline: {row['baseline']}]")
-        keys = [k for k in row if k not in ("op", "shape", "baseline")]
+        keys = [k for k in row if k not in ("op", "shape", "baseline") and row[k] is not None]
         lines.append("    " + "  ".join(f"{k}={row[k]:.3g}" for k in keys))
     return "\n".join(lines) + "\n"
 
@@ -292,10 +316,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default cpu 3, cuda 20)")
     parser.add_argument("--batches", default="2,8", help="cuda mode batch sizes")
     parser.add_argument("--dtypes", default="bfloat16,float32", help="cuda mode dtypes")
+    parser.add_argument("--offset-stds", default="2,0", help="cuda mode offset std-devs in pixels (0: zero offsets)")
     parser.add_argument("--rows", default="issue9,demo", help="cpu mode row groups: issue9, demo")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks",
                         help="folder for ops_<mode>[_<rows>][_<n>threads].txt/.json")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="cuda mode's rows on the CPU: Triton interpreter, 64x64 image, 16 channels, P3, fp32")
     args = parser.parse_args(argv)
+    if args.dry_run:
+        if args.mode != "cuda":
+            parser.error("--dry-run applies to --mode cuda")
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            parser.error("--dry-run needs TRITON_INTERPRET=1 before triton is imported (main(argv) was called)")
+        os.environ["LSVR_BENCH_DRY_RUN"] = "1"
+        torch.set_num_threads(1)
+        env = environment("cuda-dry-run")
+        rows, extra = run_cuda(args.reps or 1, [1], [torch.float32], device="cpu", image_hw=(64, 64), channels=16,
+                               levels=1, offset_stds=(2.0,))
+        text = format_rows(env, rows, extra)
+        print(text, end="")
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "ops_cuda_dry_run.txt").write_text(text)
+        (args.out / "ops_cuda_dry_run.json").write_text(json.dumps({"env": env, "device_peaks": extra, "rows": rows},
+                                                                   indent=1) + "\n")
+        return 0
     if args.mode == "cuda" and not torch.cuda.is_available():
         print("--mode cuda needs a CUDA GPU; use --mode cpu", file=sys.stderr)
         return 2
@@ -307,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         env = environment("cuda")
         dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
-        rows, extra = run_cuda(args.reps or 20, [int(b) for b in args.batches.split(",")], dtypes)
+        rows, extra = run_cuda(args.reps or 20, [int(b) for b in args.batches.split(",")], dtypes,
+                               offset_stds=tuple(float(v) for v in args.offset_stds.split(",")))
     text = format_rows(env, rows, extra)
     print(text, end="")
     args.out.mkdir(parents=True, exist_ok=True)

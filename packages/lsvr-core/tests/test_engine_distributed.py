@@ -31,17 +31,21 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
     assert api.run(cfg2, mgr, nproc_per_node=2, plugin_files=[str(common.PLUGIN)]) == 0
 
     a, b = common.losses(one), common.losses(two)
+    # 16 images, global batch 4, 2 epochs: 8 logged steps in both runs (a short log must fail, not truncate)
+    assert [r["step"] for r in a] == list(range(1, 9))
     assert [r["step"] for r in b] == list(range(1, 9))
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=True):
         for key in ("loss", "loss_cls", "loss_box", "lr"):
             assert rb[key] == pytest.approx(ra[key], rel=1e-5, abs=1e-6), (ra["step"], key)
     ma = [json.loads(x) for x in (one / "metrics.jsonl").read_text().splitlines()]
     mb = [json.loads(x) for x in (two / "metrics.jsonl").read_text().splitlines()]
+    assert [m["bbox/num_images"] for m in ma] == [6.0, 6.0]
     assert [m["bbox/num_images"] for m in mb] == [6.0, 6.0]  # both ranks' predictions were gathered
-    for x, y in zip(ma, mb):
+    for x, y in zip(ma, mb, strict=True):
         assert y["bbox/mIoU"] == pytest.approx(x["bbox/mIoU"], rel=1e-4, abs=1e-6)
     wa = torch.load(one / "checkpoints" / "last.pt", weights_only=True)["model"]
     wb = torch.load(two / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert wa.keys() == wb.keys()
     for k in wa:
         torch.testing.assert_close(wb[k], wa[k], rtol=1e-4, atol=1e-5)
     assert not list(two.glob("launch_*.yaml"))  # the launcher's temporary config is removed

@@ -156,3 +156,34 @@ def test_progress_bar_hides_plain_lines_on_the_terminal_but_not_in_the_log_file(
         close_logging(log)
     lines = (tmp_path / "log.txt").read_text().splitlines()
     assert sum("iter 4/4 (total 4/4) loss 0.2917" in line for line in lines) == 2  # mean of 1/3 and 1/4
+
+
+def test_eval_progress_lines_report_rate_and_eta(caplog):
+    import logging
+
+    from lsvr_core.engine.progress import EvalProgress
+
+    log = logging.getLogger("lsvr.test.evalprogress")
+    with caplog.at_level(logging.INFO, logger=log.name):
+        p = EvalProgress(log, 10, every_s=0.0, use_bar=False)
+        p.update(4)
+        p.update(6)
+        p.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("evaluating: 4/10 images, ") and "img/s, eta " in lines[0]
+    assert lines[-1].startswith("evaluating: 10/10 images, ") and lines[-1].endswith("eta 0:00:00")
+    quiet = EvalProgress(log, 10, enabled=False)
+    quiet.update(10)
+    quiet.close()
+    assert len(caplog.records) == len(lines)
+
+
+def test_metrics_table_puts_per_class_ap_in_its_own_grid():
+    from lsvr_core.engine.progress import metrics_table
+
+    text = metrics_table({"bbox/AP": 0.5, "bbox/AP_person": 0.25, "bbox/AP_dog": -1.0, "bbox/AP_cat": 0.125},
+                         per_class_columns=2)
+    lines = text.splitlines()
+    assert lines[:3] == ["| type   |   AP |", "|--------|------|", "| bbox   | 50.0 |"]
+    assert lines[3] == "per-class bbox AP:"
+    assert lines[4] == "| person  25.0 | dog       -1 |" and lines[5] == "| cat     12.5 |"

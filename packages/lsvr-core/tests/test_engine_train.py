@@ -25,7 +25,7 @@ def test_run_writes_work_dir(tmp_path, mgr):
     from lsvr_core.engine import api
 
     work = tmp_path / "run"
-    cfg = common.config(mgr, work, runtime={"checkpoint_interval": 2})
+    cfg = common.config(mgr, work, runtime={"checkpoint_interval": 2, "checkpoint": {"keep_last": 3}})
     assert api.run(cfg, mgr, source="test") == 0
     assert (work / "config.resolved.yaml").read_text().startswith("task: bbox")
     assert "lsvr-core" in json.loads((work / "plugins.json").read_text())
@@ -38,7 +38,9 @@ def test_run_writes_work_dir(tmp_path, mgr):
     assert ckpts == ["best.pt", "epoch_2.pt", "last.pt"]  # checkpoint_interval 2: no epoch_1.pt
     last = torch.load(work / "checkpoints" / "last.pt", weights_only=True)
     assert (last["epoch"], last["iter"], last["batch_in_epoch"]) == (2, 8, 0)
-    assert len(list((work / "predictions").glob("*.png"))) == 4  # num_draw 2 x 2 evaluations
+    # one gallery per evaluation: num_draw 2 rows of ground truth | predictions
+    assert sorted(p.name for p in (work / "predictions").glob("*.png")) == ["gallery_iter_4.png", "gallery_iter_8.png"]
+    assert (work / "curves.png").is_file() and (work / "scalars.jsonl").is_file()
     assert (work / "status.txt").read_text() == "completed"
     assert [r["step"] for r in common.losses(work)] == list(range(1, 9))
 
@@ -221,5 +223,81 @@ def test_run_without_evaluator_still_writes_the_work_dir(tmp_path, mgr):
     cfg = common.config(mgr, work, eval={"evaluator": None}, schedule={"epochs": 1})
     assert api.run(cfg, mgr) == 0
     assert (work / "metrics.jsonl").read_text() == ""
-    assert sorted(p.name for p in (work / "checkpoints").iterdir()) == ["epoch_1.pt", "last.pt"]
+    assert sorted(p.name for p in (work / "checkpoints").iterdir()) == ["last.pt"]  # default keep_last 1
     assert not list((work / "predictions").iterdir())
+
+
+def test_training_batches_carry_the_run_progress(tmp_path, mgr):
+    """``Batch.progress`` is iter / total_iters when the model sees a training batch (heads' batch transforms,
+    such as MutualGuide's MixUp for the first 80 %, read it); eval batches carry None."""
+    from lsvr_core.engine.distributed import DistInfo
+    from lsvr_core.engine.trainer import Trainer
+
+    cfg = common.config(mgr, tmp_path / "run", schedule={"max_iters": 5})
+    trainer = Trainer(cfg, mgr, dist=DistInfo(), device=torch.device("cpu"))
+    seen = []
+    trainer.model.head.transform_train_batch = lambda batch: seen.append(batch.progress) or batch
+    assert trainer.fit() == 0
+    assert seen == [0.0, 0.2, 0.4, 0.6, 0.8]
+
+
+def test_ema_is_what_is_saved_and_evaluated_and_resume_restores_it(tmp_path, mgr):
+    """``runtime.ema``: after step t the average is d_t * ema + (1 - d_t) * weights with
+    d_t = decay * (1 - exp(-t / tau)) (the first step copies); checkpoints hold it as ``model`` (the trained
+    weights as ``model_raw``), evaluation uses it, and a resumed run continues from the saved average."""
+    from lsvr_core.engine.distributed import DistInfo
+    from lsvr_core.engine.trainer import Trainer
+
+    decay, tau = 0.9, 2.0
+    ema = {"decay": decay, "tau": tau}
+    cfg = common.config(mgr, tmp_path / "run", schedule={"max_iters": 4}, runtime={"ema": ema})
+    trainer = Trainer(cfg, mgr, dist=DistInfo(), device=torch.device("cpu"))
+    name = next(n for n, p in trainer.model.named_parameters() if p.ndim > 1)
+    raw = []
+    trainer.optimizer.register_step_post_hook(lambda *_: raw.append(dict(trainer.model.named_parameters())[name]
+                                                                    .detach().clone()))
+    evaluated = []
+    original_evaluate = trainer.evaluate
+    trainer.evaluate = lambda tag: evaluated.append(trainer.ema.module.state_dict()[name].clone()) or \
+        original_evaluate(tag)
+    assert trainer.fit() == 0
+    expected = raw[0]
+    for t, w in enumerate(raw[1:], start=2):  # hand-computed ramped EMA
+        d = decay * (1 - math.exp(-t / tau))
+        expected = d * expected + (1 - d) * w
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    torch.testing.assert_close(ckpt["model"][name], expected)
+    torch.testing.assert_close(ckpt["model_raw"][name], raw[-1])
+    assert not torch.allclose(expected, raw[-1])
+    torch.testing.assert_close(evaluated[-1], expected)
+    cfg2 = common.config(mgr, tmp_path / "run", schedule={"max_iters": 6}, runtime={"ema": ema})
+    resumed = Trainer(cfg2, mgr, dist=DistInfo(), device=torch.device("cpu"), resume="auto")
+    assert int(resumed.ema.n_averaged) == 4
+    torch.testing.assert_close(resumed.ema.module.state_dict()[name], expected)
+    torch.testing.assert_close(dict(resumed.model.named_parameters())[name].detach(), raw[-1])
+
+
+def test_sgd_nesterov_option():
+    from lsvr_core.config.sections import OptimSection
+    from lsvr_core.engine.optim import build_optimizer
+
+    model = torch.nn.Linear(2, 2)
+    assert build_optimizer(model, OptimSection(nesterov=True)).defaults["nesterov"] is True
+    assert build_optimizer(model, OptimSection()).defaults["nesterov"] is False
+
+
+@pytest.mark.parametrize(("retention", "expected"), [
+    ({}, ["best.pt", "last.pt"]),
+    ({"save_best": False}, ["last.pt"]),
+    ({"keep_last": 2}, ["best.pt", "epoch_3.pt", "last.pt"]),
+    ({"keep_last": 3, "save_best": False}, ["epoch_2.pt", "epoch_3.pt", "last.pt"]),
+])
+def test_checkpoint_retention(tmp_path, mgr, retention, expected):
+    from lsvr_core.engine import api
+
+    work = tmp_path / "run"
+    cfg = common.config(mgr, work, runtime={"checkpoint": retention}, schedule={"epochs": 3})
+    assert api.run(cfg, mgr) == 0
+    assert sorted(p.name for p in (work / "checkpoints").iterdir()) == expected
+    last = torch.load(work / "checkpoints" / "last.pt", weights_only=True)
+    assert last["epoch"] == 3

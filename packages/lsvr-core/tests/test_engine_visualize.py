@@ -37,9 +37,9 @@ def test_mask_blend_follows_alpha_formula():
 
 
 def test_contour_polygon_and_keypoints():
-    image = torch.zeros((3, 64, 64), dtype=torch.uint8)
+    image = torch.zeros((3, 100, 64), dtype=torch.uint8)  # caption tag of the dummy box: y 80-98
     square = torch.tensor([[[10.0, 10.0], [50.0, 10.0], [50.0, 50.0], [10.0, 50.0]]])
-    out = draw_predictions(image, _pred(boxes=torch.tensor([[0.0, 0.0, 1.0, 1.0]]), contours=square))
+    out = draw_predictions(image, _pred(boxes=torch.tensor([[60.0, 98.0, 61.0, 99.0]]), contours=square))
     assert tuple(out[:, 10, 30].tolist()) == color(2)  # on the top side of the polygon
     assert tuple(out[:, 30, 50].tolist()) == color(2)  # on the right side (closing the ring)
     assert out[:, 30, 30].sum() == 0
@@ -48,7 +48,7 @@ def test_contour_polygon_and_keypoints():
     kps[0, :, 2] = 0.9
     kps[0, 16, 2] = 0.0  # invisible: not drawn
     kps[0, 16, :2] = torch.tensor([30.0, 10.0])
-    out = draw_predictions(image, _pred(boxes=torch.tensor([[0.0, 0.0, 1.0, 1.0]]), keypoints=kps))
+    out = draw_predictions(image, _pred(boxes=torch.tensor([[60.0, 98.0, 61.0, 99.0]]), keypoints=kps))
     assert tuple(out[:, 43, 5].tolist()) == color(2)  # keypoint dot (radius 3) below the line
     assert out[:, 40, 6:9].tolist() == [[255] * 3] * 3  # skeleton line 0-1 between (5,40) and (8,40)
     assert out[:, 10, 30].sum() == 0

@@ -84,8 +84,8 @@ def test_wandb_offline_run_holds_logged_metrics(tmp_path, monkeypatch):
     want = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert history[4]["val/bbox/AP"] == pytest.approx(want["bbox/AP"])
     assert history[4]["val/bbox/mIoU"] == pytest.approx(want["bbox/mIoU"], rel=1e-7)
-    assert history[4]["predictions/count"] == 2  # the drawn predictions
-    assert len(list(runs[0].glob("files/media/images/*.png"))) == 2
+    assert history[4]["predictions/count"] == 1  # one image per call: the gallery, then curves.png
+    assert len(list(runs[0].glob("files/media/images/*.png"))) == 2  # gallery (1 evaluation) + curves
     assert "tiny_head" in config["model"] and "tiny_shapes" in config["data"]
 
 

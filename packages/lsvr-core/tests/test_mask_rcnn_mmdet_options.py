@@ -121,7 +121,7 @@ def test_original_frame_pasting() -> None:
                    orig_size=(150, 200), image_size=(60, 80), scale=(0.4, 0.4))
     masks_in = paste_masks_in_image(roi[:, None], boxes_in, (60, 80))[:, 0]
     pred = Predictions(boxes=boxes_in, scores=torch.ones(2), labels=torch.zeros(2, dtype=torch.int64), image_id=1,
-                       masks=masks_in, extras={"roi_masks": roi})
+                       masks=masks_in, roi_masks=roi)
     out = pred.to_original(meta)
     expected = paste_masks_in_image(roi[:, None], boxes_in / 0.4, (150, 200))[:, 0]
     torch.testing.assert_close(out.masks, expected)
@@ -129,7 +129,7 @@ def test_original_frame_pasting() -> None:
                           image_id=1, masks=masks_in).to_original(meta)
     assert resized.masks.shape == out.masks.shape and not torch.allclose(resized.masks, out.masks)
     flipped = Predictions(boxes=boxes_in, scores=torch.ones(2), labels=torch.zeros(2, dtype=torch.int64), image_id=1,
-                          masks=masks_in, extras={"roi_masks": roi}).to_original(
+                          masks=masks_in, roi_masks=roi).to_original(
         Targets(**{**meta.__dict__, "flipped": True}))
     torch.testing.assert_close(flipped.masks, expected.flip(-1), atol=1e-5, rtol=0)
 
@@ -141,4 +141,4 @@ def test_head_predicts_roi_masks_with_original_pasting_and_passes_the_suite() ->
     head.eval()
     batch = make_batch((96, 160), 3)
     preds = head.predict(make_features(shape, tuple(batch.images.shape[-2:]), 2), batch)
-    assert all(p.extras["roi_masks"].shape == (len(p), 28, 28) for p in preds)
+    assert all(p.roi_masks.shape == (len(p), 28, 28) for p in preds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from pydantic import ValidationError
 import torch
 import torchvision
 from torch import nn
@@ -35,8 +36,8 @@ def test_out_levels_subset_drops_unused_stages():
     backbone = build_resnet(ResNetConfig(depth=18, out_levels=("c3", "c4")))
     assert len(backbone.stages) == 3  # layer4 (c5) is not kept, so no parameter goes without a gradient
     assert list(backbone(torch.randn(1, 3, 64, 64))) == ["c3", "c4"]
-    with pytest.raises(ConfigError, match="out_levels"):
-        build_resnet(ResNetConfig(depth=18, out_levels=("c6",)))
+    with pytest.raises(ValidationError, match="levels must be among c2, c3, c4, c5"):  # caught by lsvr validate
+        ResNetConfig(depth=18, out_levels=("c6",))
 
 
 def test_frozen_stages_are_frozen_and_keep_their_statistics():

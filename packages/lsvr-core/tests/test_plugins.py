@@ -89,3 +89,37 @@ def test_manager_lookup_errors_list_valid_names() -> None:
     with pytest.raises(PluginError, match="unknown loss 'nope'; valid: .*focal"):
         manager.get("loss", "nope")
     assert manager.get("head", "fcos").distribution == "lsvr-core"
+
+
+def test_plugin_calling_sys_exit_at_import_is_reported_not_fatal(tmp_path: Path) -> None:
+    """Finding 6: a plugin that calls sys.exit() (or raises any BaseException) at import is a broken plugin."""
+    make_dist(tmp_path, "lsvr-exiting", "exiting_plugin", "import sys\nsys.exit('bye from exiting_plugin')\n")
+    res = run_lsvr(["plugins"], site=tmp_path)
+    assert res.returncode == 0, res.stderr
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("exiting_plugin"))
+    assert "failed" in line
+    assert "SystemExit: bye from exiting_plugin" in res.stdout
+    assert "builtin" in res.stdout  # the other plugins are still listed
+    run = run_lsvr(["run", "lsvr:fcos_r18_synthetic"], site=tmp_path)
+    assert run.returncode == 2 and "exiting_plugin" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_duplicate_names_are_listed_by_plugins_and_help_works(tmp_path: Path) -> None:
+    """Finding 6: a duplicate component name no longer blocks `lsvr plugins` or `--help`; `run` still refuses."""
+    loss_plugin("lsvr-alpha", "alpha_plugin", "dup_loss", tmp_path)
+    loss_plugin("lsvr-beta", "beta_plugin", "dup_loss", tmp_path)
+    res = run_lsvr(["plugins"], site=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "loss 'dup_loss' is registered twice: by lsvr-alpha (plugin 'alpha_plugin') and by lsvr-beta" in res.stdout
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("beta_plugin"))
+    assert "failed" in line
+    helped = run_lsvr(["--help"], site=tmp_path)
+    assert helped.returncode == 0 and "usage: lsvr" in helped.stdout
+    run = run_lsvr(["run", "lsvr:fcos_r18_synthetic"], site=tmp_path)
+    assert run.returncode == 2 and "registered twice" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_keyboard_interrupt_at_import_still_interrupts(tmp_path: Path) -> None:
+    make_dist(tmp_path, "lsvr-ctrlc", "ctrlc_plugin", "raise KeyboardInterrupt\n")
+    res = run_lsvr(["plugins"], site=tmp_path)
+    assert res.returncode == 130 and "interrupted" in res.stderr

@@ -43,7 +43,7 @@ def test_item_contract(coco_mini: Path) -> None:
     assert max(t.image_size) <= 1333 and min(t.image_size) <= 800
     assert t.image_id == ds.records[0].image_id and t.orig_size == (ds.records[0].height, ds.records[0].width)
     assert t.boxes.dtype == torch.float32 and t.labels.dtype == torch.int64 and t.iscrowd.dtype == torch.bool
-    assert t.extreme_points.shape == (len(t), 4, 2) and t.contours.shape == (len(t), 36, 2)
+    assert t.extra("extreme_points").shape == (len(t), 4, 2) and t.extra("contours").shape == (len(t), 36, 2)
     assert t.masks is None and t.keypoints is None and not t.flipped
 
 
@@ -91,7 +91,8 @@ def test_gt_as_predictions_keypoints(coco_mini: Path) -> None:
     m = ev.evaluate()
     assert m["keypoints/AP"] == pytest.approx(1.0) and m["keypoints/AR"] == pytest.approx(1.0)
     assert set(m) == {f"keypoints/{n}" for n in ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm",
-                                                 "ARl")}
+                                                 "ARl", "AP_person")}  # per-class AP is on by default
+    assert m["keypoints/AP_person"] == pytest.approx(1.0)
 
 
 def test_evaluator_scores_only_processed_images(coco_mini: Path) -> None:
@@ -182,7 +183,7 @@ def test_all_crowd_image_does_not_crash(coco_mini: Path, tmp_path: Path) -> None
     ds = _build(ann, coco_mini, landmarks=True, with_masks=True)
     img, t = ds[0]
     assert len(t) > 0 and bool(t.iscrowd.all()) and len(t.non_crowd()) == 0
-    assert t.contours.shape == (len(t), 36, 2) and t.masks.shape[0] == len(t)
+    assert t.extra("contours").shape == (len(t), 36, 2) and t.masks.shape[0] == len(t)
     assert len(_build(ann, coco_mini, train=True)) == 1  # filtered for training
 
 
@@ -232,7 +233,7 @@ def test_gen_coco_lsvr_tool_matches_on_the_fly_landmarks(coco_mini: Path, tmp_pa
     for i in range(len(from_file)):
         assert from_file.records[i].extreme_points is not None
         a, b = from_file.targets(i), on_the_fly.targets(i)
-        torch.testing.assert_close(a.extreme_points, b.extreme_points)
+        torch.testing.assert_close(a.extra("extreme_points"), b.extra("extreme_points"))
 
 
 def test_item_errors_name_the_image_and_pickling_drops_gt(coco_mini: Path) -> None:

@@ -83,7 +83,7 @@ def test_contours_score_high_segm_ap() -> None:
     ev = build_coco_evaluator(CocoEvaluatorConfig(iou_types=["segm"]), dataset=ds, task="segm")
     for i in range(len(ds)):
         t = ds.targets(i)
-        ev.process([Predictions(t.boxes, torch.ones(len(t)), t.labels, t.image_id, contours=t.contours,
+        ev.process([Predictions(t.boxes, torch.ones(len(t)), t.labels, t.image_id, contours=t.extra("contours"),
                                 frame="original")])
     m = ev.evaluate()
     assert m["segm/AP50"] == pytest.approx(1.0) and m["segm/AP"] > 0.8

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from lsvr_core.api import ExtraFields
 from lsvr_core.structures import Predictions, collate
 from lsvr_data.coco import build_coco
 from lsvr_data.config import CocoDatasetConfig, PipelineConfig, SyntheticDatasetConfig
+from lsvr_data.fields import EXTREME_POINTS
 from lsvr_data.landmarks import KEYPOINT_FLIP_PERM, signed_area
 from lsvr_data.sample import Sample
 from lsvr_data.synthetic import build_synthetic
@@ -30,8 +32,9 @@ def white_box_sample() -> Sample:
     return Sample(
         image=img, boxes=torch.tensor([[10.0, 4.0, 20.0, 10.0]]), labels=torch.tensor([0]),
         iscrowd=torch.tensor([False]), ann_ids=torch.tensor([7]), image_id=1, orig_size=(20, 40), keypoints=kp,
-        extreme_points=torch.tensor([[[15.0, 4.0], [10.0, 7.0], [15.0, 10.0], [20.0, 7.0]]]),
         masks=(img[:1] > 0).to(torch.uint8),
+        extras=ExtraFields({"extreme_points": (EXTREME_POINTS, torch.tensor([[[15.0, 4.0], [10.0, 7.0], [15.0, 10.0],
+                                                                             [20.0, 7.0]]]))}),
     )
 
 
@@ -51,7 +54,7 @@ def test_hand_checked_resize_flip_crop_expand() -> None:
     # the old "left" keypoint (x 24 -> 56) now sits in the "right" slot 2, and vice versa
     assert s.keypoints[0, 2, :2].tolist() == [56.0, 10.0] and s.keypoints[0, 1, :2].tolist() == [44.0, 10.0]
     # extreme points: left <-> right swapped, so left is again the smaller x
-    assert s.extreme_points[0].tolist() == [[50.0, 8.0], [40.0, 14.0], [50.0, 20.0], [60.0, 14.0]]
+    assert s.extras.get("extreme_points")[0].tolist() == [[50.0, 8.0], [40.0, 14.0], [50.0, 20.0], [60.0, 14.0]]
     s.crop(30, 4, 70, 30, torch.tensor([True]))
     assert s.boxes.tolist() == [[10.0, 4.0, 30.0, 16.0]] == [white_bbox(s.image)]
     s.expand(50, 60, left=7, top=3, fill=(0.0, 0.0, 0.0))
@@ -100,7 +103,7 @@ def coco_val_segm_pose(coco_mini: Path):
 def _assert_samples_close(a: Sample, b: Sample) -> None:
     assert torch.equal(a.image, b.image) and torch.equal(a.masks, b.masks)
     for name in ("boxes", "extreme_points", "contours", "keypoints"):
-        va, vb = getattr(a, name), getattr(b, name)
+        va, vb = (getattr(a, name), getattr(b, name)) if hasattr(a, name) else (a.extras.get(name), b.extras.get(name))
         if va is not None:
             torch.testing.assert_close(va, vb, atol=1e-3, rtol=0)
     for pa, pb in zip(a.polygons, b.polygons, strict=True):
@@ -126,7 +129,7 @@ def test_flip_keeps_contour_orientation_and_start(coco_val_segm_pose) -> None:
         s = segm.original_sample(index, with_image=False)
         s.hflip()
         keep = ~s.iscrowd
-        for c in s.contours[keep].double().numpy():
+        for c in s.extras.get("contours")[keep].double().numpy():
             assert signed_area(c) <= 0
             d = (c[:, 0] - (c[:, 0].min() + c[:, 0].max()) / 2) ** 2 + (c[:, 1] - c[:, 1].min()) ** 2
             assert d[0] <= d.min() + 1e-6
@@ -164,7 +167,7 @@ def test_boxes_follow_masks_through_pipeline(coco_mini: Path, pipeline: Pipeline
             assert img.dtype == torch.uint8 and tuple(img.shape[-2:]) == t.image_size
             assert t.masks.shape[-2:] == img.shape[-2:]
             tol = 1.5 * max(t.scale) + 2.0  # original mismatch, scaled, + nearest-neighbour resampling
-            for box, mask, ann_id, ep in zip(t.boxes, t.masks, t.ann_ids, t.extreme_points, strict=True):
+            for box, mask, ann_id, ep in zip(t.boxes, t.masks, t.ann_ids, t.extra("extreme_points"), strict=True):
                 if int(ann_id) not in consistent or mask.sum() < 20:
                     continue
                 mbox = _mask_box(mask)
@@ -187,14 +190,16 @@ def test_predictions_to_original_undo_resize_and_flip(coco_mini: Path) -> None:
         assert t.flipped and t.scale[0] > 1
         orig = ds.targets(index)
         pred = Predictions(boxes=t.boxes, scores=torch.ones(len(t)), labels=t.labels, image_id=t.image_id,
-                           keypoints=t.keypoints, extreme_points=t.extreme_points, contours=t.contours)
+                           keypoints=t.keypoints, contours=t.extra("contours"))
+        pred.extras.add(EXTREME_POINTS, t.extra("extreme_points"))
         back = pred.to_original(t)
         torch.testing.assert_close(back.boxes, orig.boxes, atol=1e-3, rtol=1e-5)
         # flipped targets hold mirrored slots (left <-> right); un-mirroring is the head's business
         back_kp = back.keypoints[:, list(KEYPOINT_FLIP_PERM)]
         vis = orig.keypoints[..., 2] > 0
         torch.testing.assert_close(back_kp[..., :2][vis], orig.keypoints[..., :2][vis], atol=1e-3, rtol=1e-5)
-        torch.testing.assert_close(back.extreme_points[:, [0, 3, 2, 1]], orig.extreme_points, atol=1e-3, rtol=1e-5)
+        torch.testing.assert_close(back.extras.get("extreme_points")[:, [0, 3, 2, 1]], orig.extra("extreme_points"),
+                                   atol=1e-3, rtol=1e-5)
 
 
 def test_seeded_determinism_across_workers() -> None:

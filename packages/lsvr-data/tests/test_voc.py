@@ -31,7 +31,7 @@ def test_counts_match_provenance(voc) -> None:  # noqa: ANN001
     t = voc.targets(0)  # 2007_000027: person at 1-based (174, 101, 349, 351)
     assert t.boxes.tolist() == [[173.0, 100.0, 349.0, 351.0]] and t.labels.tolist() == [14]
     img, t = voc[0]
-    assert img.shape[-2:] == torch.Size(t.image_size) and t.difficult is not None
+    assert img.shape[-2:] == torch.Size(t.image_size) and t.extras.get("difficult") is not None
 
 
 def test_concatenated_sets(voc_sample: Path) -> None:
@@ -118,7 +118,7 @@ def test_real_detections_match_devkit_loop(voc, voc_sample: Path, use_07: bool) 
     gts = []
     for i in range(len(voc)):
         t = voc.targets(i)
-        for box, label, diff in zip(t.boxes.tolist(), t.labels.tolist(), t.difficult.tolist(), strict=True):
+        for box, label, diff in zip(t.boxes.tolist(), t.labels.tolist(), t.extra("difficult").tolist(), strict=True):
             gts.append((t.image_id, label, (box[0] + 1, box[1] + 1, box[2], box[3]), diff))
     m = ev.evaluate()
     classes = [c for c in range(20) if any(g[1] == c and not g[3] for g in gts)]
@@ -156,9 +156,9 @@ def test_landmarks_from_boxes(voc_sample: Path) -> None:
     cfg = VocDatasetConfig(root="VOCdevkit", sets=[("2012", "val")], landmarks=True)
     t = build_voc(cfg, root=voc_sample, train=False, task="bbox").targets(0)
     x1, y1, x2, y2 = t.boxes[0].tolist()
-    assert t.extreme_points[0].tolist() == [[(x1 + x2) / 2, y1], [x1, (y1 + y2) / 2], [(x1 + x2) / 2, y2],
+    assert t.extra("extreme_points")[0].tolist() == [[(x1 + x2) / 2, y1], [x1, (y1 + y2) / 2], [(x1 + x2) / 2, y2],
                                             [x2, (y1 + y2) / 2]]
-    c = t.contours[0]
+    c = t.extra("contours")[0]
     assert c.shape == (36, 2) and c[:, 0].min() == x1 and c[:, 1].max() == y2
 
 

@@ -10,6 +10,8 @@ from lsvr_core.structures import Batch, Targets
 
 from lsvr_lsnet.encoding import extreme_points_to_boxes
 
+from lsvr_data.fields import CONTOURS, EXTREME_POINTS
+
 LEVELS = ("p3", "p4", "p5", "p6", "p7")
 
 
@@ -41,8 +43,10 @@ def diamond_targets(image_id: int, size: tuple[int, int], boxes: list[list[float
     kps[:, ::2, 2] = 2.0
     iscrowd = torch.tensor(crowd if crowd is not None else [False] * len(b), dtype=torch.bool)
     assert torch.allclose(extreme_points_to_boxes(corners), b)
-    return Targets(b, torch.tensor(labels, dtype=torch.long), image_id, size, size, iscrowd=iscrowd,
-                   extreme_points=corners, contours=contours, keypoints=kps)
+    t = Targets(b, torch.tensor(labels, dtype=torch.long), image_id, size, size, iscrowd=iscrowd, keypoints=kps)
+    t.extras.add(EXTREME_POINTS, corners)
+    t.extras.add(CONTOURS, contours)
+    return t
 
 
 def batch(height: int = 64, width: int = 64) -> Batch:

@@ -11,6 +11,8 @@ from lsvr_core.testing.suites import check_assigner, check_head, check_loss
 from lsvr_lsnet.config import ATSSAssignerConfig, CentroidAssignerConfig, CrossIoULossConfig, LSNetHeadConfig
 from lsvr_lsnet.encoding import encode_cross_targets
 
+from lsvr_data.fields import CONTOURS, EXTREME_POINTS
+
 SHAPE = {f"p{lv}": ShapeSpec(32, 2**lv) for lv in range(3, 8)}
 
 
@@ -18,7 +20,8 @@ SHAPE = {f"p{lv}": ShapeSpec(32, 2**lv) for lv in range(3, 8)}
 def test_head_conformance(task: str) -> None:
     cfg = LSNetHeadConfig(feat_channels=32, norm_groups=8, stacked_convs=1, conv_module="plain", score_thr=0.0)
     num_classes = 1 if task.startswith("pose") else 3
-    check_head(get_plugin_manager().get("head", "lsnet"), cfg, SHAPE, num_classes=num_classes, task=task)
+    check_head(get_plugin_manager().get("head", "lsnet"), cfg, SHAPE, num_classes=num_classes, task=task,
+               extra_fields=(EXTREME_POINTS, CONTOURS))
 
 
 def test_assigner_conformance() -> None:

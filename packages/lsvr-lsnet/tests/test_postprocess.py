@@ -52,8 +52,8 @@ def test_bbox_decoding_clamping_and_nms() -> None:
     torch.testing.assert_close(pred.scores, torch.tensor([0.9, 0.3]))
     torch.testing.assert_close(pred.boxes, torch.tensor([[4.0, 8.0, 32.0, 32.0], [48.0, 32.0, 64.0, 48.0]]))
     expected = torch.tensor([[24.0, 8.0], [4.0, 24.0], [16.0, 32.0], [32.0, 28.0]])
-    torch.testing.assert_close(pred.extreme_points[0], expected)
-    assert pred.extreme_points[1, 3].tolist() == [64.0, 40.0]  # clamped like the box
+    torch.testing.assert_close(pred.extras.require("extreme_points")[0], expected)
+    assert pred.extras.require("extreme_points")[1, 3].tolist() == [64.0, 40.0]  # clamped like the box
 
 
 def test_score_threshold_and_max_per_img() -> None:

@@ -200,3 +200,27 @@ def test_assigner_conformance(cfg) -> None:
                         torch.ones(1, 2, dtype=torch.bool), torch.zeros(1, 2, dtype=torch.bool))
 
     check_assigner(spec, cfg, call)
+
+
+@pytest.mark.parametrize("variant", ["v1", "v2"])
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_cpu_chunks_equal_one_whole_batch_call(variant: str, chunk: int) -> None:
+    """Chunked CPU assignment (trailing padding columns dropped per chunk) equals one call on the batch."""
+    g = torch.Generator().manual_seed(7)
+    anchors = xyxy_to_anchors(
+        [[x, y, x + s, y + s] for s in (12.0, 24.0) for x in range(0, 96, 12) for y in range(0, 96, 12)])
+    b, gmax, a, c = 5, 6, anchors.shape[0], 4
+    xy = torch.rand(b, gmax, 2, generator=g) * 60
+    gt = torch.cat([xy, xy + 10 + torch.rand(b, gmax, 2, generator=g) * 30], -1)
+    labels = torch.randint(0, c, (b, gmax), generator=g)
+    counts = torch.tensor([6, 0, 2, 4, 1])  # image 1 has no object: a chunk may hold no valid column
+    valid = torch.arange(gmax)[None] < counts[:, None]
+    crowd = torch.zeros(b, gmax, dtype=torch.bool)
+    crowd[3, 3] = True
+    pred = box_convert(anchors, "cxcywh", "xyxy")[None].repeat(b, 1, 1) + torch.randn(b, a, 4, generator=g)
+    logits = torch.randn(b, a, c, generator=g)
+    whole = MutualGuideAssigner(variant=variant, cpu_chunk=b)(anchors, pred, logits, gt, labels, valid, crowd)
+    parts = MutualGuideAssigner(variant=variant, cpu_chunk=chunk)(anchors, pred, logits, gt, labels, valid, crowd)
+    for name in vars(whole):
+        assert torch.equal(getattr(parts, name), getattr(whole, name)), name
+    assert int((whole.cls_state == POSITIVE).sum()) > 0

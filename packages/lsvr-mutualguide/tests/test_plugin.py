@@ -20,7 +20,8 @@ def test_registered_names() -> None:
     names = {(s.kind, s.name) for s in pm.components() if s.distribution == "lsvr-mutualguide"}
     assert names == {
         ("backbone", "vgg16_bn"), ("backbone", "resnet_mg"), ("backbone", "shufflenet_v2"), ("backbone", "repvgg_a2"),
-        ("neck", "ssd"), ("neck", "fpn_mg"), ("neck", "pafpn"), ("head", "mutual_guide"),
+        ("neck", "ssd"), ("neck", "fpn_mg"), ("neck", "pafpn"), ("neck", "rfb"), ("neck", "pafpn_v2"),
+        ("backbone", "cspdarknet"), ("head", "mutual_guide"),
         ("assigner", "mutual_guide"), ("assigner", "iou"),
         ("loss", "balanced_l1"), ("loss", "varifocal_poly"), ("loss", "siou"),
     }

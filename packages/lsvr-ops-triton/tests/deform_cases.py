@@ -15,6 +15,23 @@ import torchvision
 from torch import Tensor
 
 
+def interpreter_skip_reason() -> str | None:
+    """Why the Triton interpreter cannot run here, or None: Triton < 3.7's interpreter converts 1-element arrays
+    with ``int()``, which NumPy >= 2.4 refuses ("only 0-dimensional arrays can be converted to Python scalars";
+    seen with triton 3.6.0 + numpy 2.4.6; numpy 2.3.5 works)."""
+    import numpy
+    import triton
+
+    def major_minor(version: str) -> tuple[int, int]:
+        parts = (version.split("+")[0].split(".") + ["0"])[:2]
+        return int(parts[0]), int("".join(ch for ch in parts[1] if ch.isdigit()) or 0)
+
+    if major_minor(triton.__version__) < (3, 7) and major_minor(numpy.__version__) >= (2, 4):
+        return (f"the interpreter of triton {triton.__version__} fails with numpy {numpy.__version__} "
+                "(needs numpy < 2.4)")
+    return None
+
+
 @dataclass(frozen=True)
 class DeformCase:
     n: int = 2

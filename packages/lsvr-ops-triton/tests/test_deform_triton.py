@@ -48,9 +48,41 @@ INTERP_PYRAMID = {  # (images, feature size, output size, scales)
     "pyramid_scales_4/7_5/9": (1, (4, 5), (7, 9), (4 / 7, 5 / 9)),
     "pyramid_2_images_scales_2_1.5": (2, (8, 6), (4, 4), (2.0, 1.5)),
 }
-DEFAULT_SET = ["stride2_groups2_offset_groups2_oob_kernel2x2", "pyramid_scales_4/7_5/9"]
-SLOW_SET = ["dilation2_kernel3x2_no_mask_no_bias", "offset_groups2_uniform_blocks", "pyramid_2_images_scales_2_1.5"]
+# Every dtype the public ops accept, through LSVR_KERNEL_BACKEND=triton (issue 15): float64 must take the PyTorch
+# path (the kernels' float64 forward was ~1e263 / NaN), bfloat16 too under the interpreter (its bf16 tl.dot is
+# wrong); float16 runs the kernels. The DCN call is torchvision-style: groups and offset groups inferred.
+# Oracles in float64 on the same (rounded) inputs; tolerances relative to the largest reference value.
+DTYPE_TOL = {"float64": 1e-12, "float32": 1e-5, "float16": 1e-2, "bfloat16": 3e-2}
+DTYPE_DEFORM = C(n=1, c=6, h=5, w=6, cout=4, groups=2, offset_groups=3)
+DEFAULT_SET = ["stride2_groups2_offset_groups2_oob_kernel2x2", "pyramid_scales_4/7_5/9", "dtype:float64"]
+SLOW_SET = ["dilation2_kernel3x2_no_mask_no_bias", "offset_groups2_uniform_blocks", "pyramid_2_images_scales_2_1.5",
+            "dtype:float16", "dtype:bfloat16"]
 TOL = 1e-5  # fp32 kernels vs fp32 oracles, relative to the largest reference value
+
+
+def _check_dtype(dtype_name: str) -> dict[str, float]:
+    """Both public ops in ``dtype_name`` (torchvision-style DCN call) vs float64 oracles; output dtype checked."""
+    from lsvr_ops_triton import deform_conv2d, pyramid_deform_conv2d
+    from lsvr_ops_triton.reference import pyramid_deform_conv2d_reference
+
+    dtype = getattr(torch, dtype_name)
+    low = {k: None if v is None else v.to(dtype) for k, v in DTYPE_DEFORM.tensors(torch.float64).items()}
+    t = cases.leaves(low)
+    out = deform_conv2d(t["input"], t["offset"], t["weight"], t["bias"], padding=DTYPE_DEFORM.padding, mask=t["mask"])
+    assert out.dtype == dtype, out.dtype
+    names = list(t)
+    go = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ours = {"out": out.detach(), **{f"grad_{k}": g for k, g in zip(names, torch.autograd.grad(out, list(t.values()),
+                                                                                          go.to(dtype)))}}
+    ref = cases.run_deform(cases.torchvision_deform, DTYPE_DEFORM, {k: v.double() for k, v in low.items()})
+    errors = {f"dcn {k}": v for k, v in cases.max_rel_errors(ours, ref).items()}
+    p_low = {k: v.to(dtype) for k, v in cases.pyramid_tensors(n=1, c=4, feat_hw=(4, 5), out_hw=(7, 9),
+                                                                dtype=torch.float64).items()}
+    scale = (4 / 7, 5 / 9)
+    ours = cases.run_pyramid(pyramid_deform_conv2d, p_low, scale)
+    ref = cases.run_pyramid(pyramid_deform_conv2d_reference, {k: v.double() for k, v in p_low.items()}, scale)
+    errors.update({f"pyramid {k}": v for k, v in cases.max_rel_errors(ours, ref).items()})
+    return errors
 
 
 def _check(names: list[str]) -> list[str]:
@@ -60,6 +92,12 @@ def _check(names: list[str]) -> list[str]:
 
     failures = []
     for name in names:
+        if name.startswith("dtype:"):
+            dtype_name = name.removeprefix("dtype:")
+            errors = _check_dtype(dtype_name)
+            print(name, {k: f"{v:.1e}" for k, v in errors.items()}, flush=True)
+            failures += [f"{name} {k}: {v:.2e}" for k, v in errors.items() if not v < DTYPE_TOL[dtype_name]]
+            continue
         if name in INTERP_DEFORM:
             case = INTERP_DEFORM[name]
             tensors = case.tensors(torch.float32)
@@ -76,6 +114,10 @@ def _check(names: list[str]) -> list[str]:
 
 
 def _run_interpreter(names: list[str]) -> None:
+    pytest.importorskip("triton")
+    reason = cases.interpreter_skip_reason()
+    if reason:
+        pytest.skip(reason)
     env = dict(os.environ, TRITON_INTERPRET="1", LSVR_KERNEL_BACKEND="triton", OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, str(HERE), *names], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"interpreter run failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"

@@ -103,3 +103,58 @@ def test_modulated_layer_splits_offset_conv_like_mmcv() -> None:
 def test_bad_channel_counts_raise() -> None:
     with pytest.raises(ValueError, match="offset_groups=3"):
         DeformConv2d(8, 8, 3, offset_groups=3)
+
+
+@pytest.mark.parametrize("requested", ["triton", "auto"])
+def test_dtypes_the_kernels_cannot_compute_take_the_torch_path(requested: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """float64 never reaches the kernels (their float64 forward was ~1e263 / NaN); bfloat16 not under the
+    interpreter, whose tl.dot of bfloat16 operands is wrong (issue 15)."""
+    monkeypatch.setenv("LSVR_KERNEL_BACKEND", requested)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    cuda64 = type("T", (), {"device": _OnDevice("cuda").device, "dtype": torch.float64})()
+    assert choose_backend(torch.zeros(1, dtype=torch.float64), None) == "torch"
+    assert choose_backend(torch.zeros(1), torch.zeros(1, dtype=torch.float64)) == "torch"  # float64 offsets
+    assert choose_backend(cuda64) == "torch"
+    assert choose_backend(torch.zeros(1, dtype=torch.bfloat16)) == "torch"
+    assert dispatch.kernels_compute(torch.float32, torch.float16, None)
+    monkeypatch.delenv("TRITON_INTERPRET")
+    assert dispatch.kernels_compute(torch.bfloat16) and not dispatch.kernels_compute(torch.float64)
+
+
+def _torchvision_style_tensors(c: int, cout: int, groups: int, offset_groups: int, k: int = 3) -> dict:
+    gen = torch.Generator().manual_seed(3)
+    return {"input": torch.randn(2, c, 7, 8, generator=gen),
+            "offset": torch.randn(2, 2 * offset_groups * k * k, 5, 6, generator=gen) * 2,
+            "weight": torch.randn(cout, c // groups, k, k, generator=gen) * 0.2,
+            "bias": torch.randn(cout, generator=gen), "mask": torch.rand(2, offset_groups * k * k, 5, 6, generator=gen)}
+
+
+@pytest.mark.parametrize("groups,offset_groups", [(2, 1), (1, 3), (3, 3), (6, 2)])
+def test_torchvision_style_call_infers_groups_and_offset_groups(groups: int, offset_groups: int) -> None:
+    """A call written for torchvision.ops.deform_conv2d (no groups / offset_groups; mask, bias) gives its result."""
+    from lsvr_ops_triton import deform_conv2d
+
+    t = _torchvision_style_tensors(6, 12, groups, offset_groups)
+    ours = deform_conv2d(t["input"], t["offset"], t["weight"], t["bias"], mask=t["mask"])
+    ref = torchvision.ops.deform_conv2d(t["input"], t["offset"], t["weight"], t["bias"], mask=t["mask"])
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+    ours = deform_conv2d(t["input"], t["offset"][..., :3, :3], t["weight"], None, stride=2, padding=1, dilation=2,
+                         mask=t["mask"][..., :3, :3])
+    ref = torchvision.ops.deform_conv2d(t["input"], t["offset"][..., :3, :3], t["weight"], None, 2, 1, 2,
+                                        mask=t["mask"][..., :3, :3])
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_torchvision_positional_order_is_refused_by_name() -> None:
+    from lsvr_ops_triton import deform_conv2d
+
+    t = _torchvision_style_tensors(4, 4, 1, 1)
+    with pytest.raises(TypeError, match="pass them by keyword"):
+        deform_conv2d(t["input"], t["offset"], t["weight"], t["bias"], (1, 1))
+    with pytest.raises(ValueError, match="offset must have shape .* multiple of 2·kh·kw = 18 channels"):
+        deform_conv2d(t["input"], t["offset"][:, :10], t["weight"])
+    with pytest.raises(ValueError, match="multiple of weight.shape\\[1\\]=4"):
+        deform_conv2d(t["input"][:, :3], t["offset"], t["weight"])
+    with pytest.raises(TypeError, match="float16, bfloat16, float32 or float64"):
+        deform_conv2d(t["input"].to(torch.float8_e4m3fn), t["offset"], t["weight"].to(torch.float8_e4m3fn))

@@ -5,9 +5,11 @@ Source: LESA spec §6, §9."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -48,12 +50,43 @@ def _interp_main() -> None:
         errors = _compare(case, "cpu", torch.float32)
         print(case, errors)
         failures += [f"{case} {k}: {v:.2e}" for k, v in errors.items() if v > 1e-5]
+    # every dtype through the dispatcher (LSVR_KERNEL_BACKEND=triton): float64 must take the torch path (the
+    # kernels cannot compute it), float16 runs the kernels; float64 reference on the same rounded inputs
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float16, 1e-2)):
+        err = _dispatched_error(INTERP_CASES[0], dtype)
+        print("dispatched", dtype, f"{err:.1e}")
+        failures += [f"dispatched {dtype}: {err:.2e}"] if not err < tol else []
     if failures:
         raise SystemExit("kernel differs from the reference:\n" + "\n".join(failures))
 
 
+def _dispatched_error(case, dtype: torch.dtype) -> float:
+    """Max relative error of ``relpos_attention(backend=None)`` in ``dtype`` vs the float64 reference."""
+    from lsvr_ops_triton.relpos_attention import relpos_attention
+
+    b, g, h, w, d, dv, side = case
+    gen = torch.Generator().manual_seed(2)
+    q, k = torch.randn(b, g, h * w, d, generator=gen), torch.randn(b, g, h * w, d, generator=gen) * 0.5
+    v = torch.randn(b, g, h * w, dv, generator=gen)
+    tables = [torch.randn(2 * side - 1, d, generator=gen) * 0.3 for _ in range(2)]
+    q, k, v = (t.to(dtype) for t in (q, k, v))
+    out = relpos_attention(q, k, v, *tables, h, w)
+    assert out.dtype == dtype, out.dtype
+    ref = relpos_attention(q.double(), k.double(), v.double(), *(t.double() for t in tables), h, w,
+                           backend="reference")
+    return float((out.double() - ref).abs().max() / ref.abs().max())
+
+
 def test_kernel_matches_reference_in_the_interpreter() -> None:
     pytest.importorskip("triton")
+    name = "lsvr_ops_triton_test_deform_cases"  # the shared cases module, by path (as test_deform_triton loads it)
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "deform_cases.py")
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    cases = sys.modules[name]
+    if cases.interpreter_skip_reason():
+        pytest.skip(cases.interpreter_skip_reason())
     env = {**os.environ, "TRITON_INTERPRET": "1", "LSVR_KERNEL_BACKEND": "triton"}
     res = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr[-3000:]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from lsvr_core.contracts import Backbone, Dataset, Evaluator, Head, Neck, Registry, ShapeSpec
 from lsvr_core.errors import ConfigError, ConversionError, DataError, LsvrError, PluginError
+from lsvr_core.fields import FIELD_KINDS, TargetFieldSpec, resolve_target_fields
 from lsvr_core.hookspecs import hookimpl
 from lsvr_core.specs import (
     KINDS,
@@ -36,13 +37,17 @@ from lsvr_core.specs import (
     NeckConfig,
     RecipeSpec,
     RunInfo,
+    Slot,
     recipes_from_dir,
 )
 
 if TYPE_CHECKING:  # the lazily loaded names, for type checkers and IDEs
     from lsvr_core.builtin.configs import FocalLossConfig, GIoULossConfig, L1LossConfig, SmoothL1LossConfig
+    from lsvr_core.config import load_config
+    from lsvr_core.field_geometry import ExtraFields, field_affine, field_clip, field_hflip, field_select
     from lsvr_core.models.losses import weight_reduce
     from lsvr_core.models.norm import batch_norm_layer, group_norm_layer, set_batch_norm_eval
+    from lsvr_core.results import predictions_to_results
     from lsvr_core.structures import NUM_KEYPOINTS, Batch, Predictions, Targets, collate
     from lsvr_core.testing import (
         assert_gradients,
@@ -71,11 +76,21 @@ _LAZY: dict[str, str] = {
     "Predictions": "lsvr_core.structures",
     "collate": "lsvr_core.structures",
     "NUM_KEYPOINTS": "lsvr_core.structures",
+    # declared per-instance fields: the extras container and the geometry of each field kind (torch)
+    "ExtraFields": "lsvr_core.field_geometry",
+    "field_affine": "lsvr_core.field_geometry",
+    "field_hflip": "lsvr_core.field_geometry",
+    "field_clip": "lsvr_core.field_geometry",
+    "field_select": "lsvr_core.field_geometry",
+    # the one results writer (COCO results records: boxes, RLE masks / contours, keypoints)
+    "predictions_to_results": "lsvr_core.results",
     # shared loss and layer helpers (torch)
     "weight_reduce": "lsvr_core.models.losses",
     "batch_norm_layer": "lsvr_core.models.norm",
     "group_norm_layer": "lsvr_core.models.norm",
     "set_batch_norm_eval": "lsvr_core.models.norm",
+    # reading run configs (torch-free; plugin commands such as `lsvr data check`)
+    "load_config": "lsvr_core.config",
     # conformance suites and synthetic inputs for plugin tests (torch)
     "assert_gradients": "lsvr_core.testing",
     "check_assigner": "lsvr_core.testing",
@@ -100,6 +115,7 @@ __all__ = [
     "ConfigError",
     "ConversionError",
     "ConverterSpec",
+    "FIELD_KINDS",
     "DataError",
     "Dataset",
     "DatasetConfig",
@@ -117,8 +133,11 @@ __all__ = [
     "Registry",
     "RunInfo",
     "ShapeSpec",
+    "Slot",
+    "TargetFieldSpec",
     "hookimpl",
     "recipes_from_dir",
+    "resolve_target_fields",
     *_LAZY,
 ]
 

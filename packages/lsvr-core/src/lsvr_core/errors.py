@@ -31,3 +31,14 @@ class ConversionError(LsvrError):
     """A checkpoint cannot be converted: the message lists every unmapped or mis-shaped key (exit code 2)."""
 
     exit_code = 2
+
+
+def user_message(err: BaseException) -> str:
+    """The message to show for ``err``: a DataLoader worker's re-raised error ("Caught DataError in DataLoader
+    worker process 0. Original Traceback ...") is cut back to the original one-line message."""
+    text = str(err)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = [line for line in text.strip().splitlines() if line.strip()][-1]
+        prefix = f"{type(err).__module__}.{type(err).__name__}: "
+        return last[len(prefix):] if last.startswith(prefix) else last
+    return text

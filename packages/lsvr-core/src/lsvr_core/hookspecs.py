@@ -23,6 +23,51 @@ process-wide global, so one model comes entirely from one registry. Write factor
 
 The full table of factory signatures is in :mod:`lsvr_core.specs`.
 
+Compatible slots (interfaces). A head calls its nested assigners and losses with a fixed signature, named by
+an *interface*. A component declares the interfaces it implements in
+``ComponentSpec(..., implements=("classification_loss", ...))``; a config declares the interface each nested
+slot calls with :class:`lsvr_core.api.Slot`::
+
+    class MyHeadConfig(HeadConfig):
+        assigner: Annotated[AssignerConfig, Slot("anchor_assigner")] = MyAssignerConfig()
+        loss_cls: Annotated[LossConfig, Slot("classification_loss")] = FocalLossConfig()
+        loss_iou: Annotated[LossConfig, Slot("box_loss")] | None = None
+
+The config resolver offers in such a slot only the registered components that implement its interface, so
+``lsvr validate``, ``lsvr schema``, ``lsvr config show`` and ``lsvr components`` agree; any other ``type`` is
+a config error (exit 2) naming the dotted path, the value and the types that fit. A slot annotated with the
+bare slot base (``LossConfig``) accepts every registered component of that kind. A method that calls a new
+signature defines a new interface name (document it next to its head config and here when it is shared).
+
+Standard interfaces (pixels of the padded input frame; boxes xyxy; ``weight`` and ``avg_factor`` default to
+None; losses return a scalar tensor):
+
+``point_assigner`` (lsnet ``centroid``; RepPoints' point assigner)
+    ``(points (P, 2) float xy, levels (P,) int64 log2(stride), gt_boxes (G, 4)) -> (P,) int64`` GT index per
+    point, -1 for negatives.
+``point_box_assigner`` (lsnet ``atss``)
+    ``(boxes (P, 4), one predicted box per grid point, levels concatenated; num_level_points list[int];
+    gt_boxes (G, 4)) -> (P,) int64`` GT index per point, -1 for negatives.
+``anchor_assigner`` (mutualguide ``mutual_guide``, ``iou``)
+    ``(anchors (A, 4) cxcywh, pred_boxes (B, A, 4), pred_logits (B, A, C), gt_boxes (B, G, 4),
+    gt_labels (B, G) int64, gt_valid (B, G) bool, gt_crowd (B, G) bool) -> Assignment`` (per-anchor
+    classification and regression targets, ``lsvr_mutualguide.assigners.Assignment``).
+``classification_loss`` (``focal``)
+    ``(logits (N, C), labels (N,) int64 with -1 for background, weight=, avg_factor=)``.
+``soft_classification_loss`` (``focal``, mutualguide ``varifocal_poly``)
+    ``(logits (N, C), targets (N, C) float in [0, 1] (one-hot times a quality such as an IoU), weight=,
+    avg_factor=)``.
+``box_loss`` (``giou``, mutualguide ``siou``)
+    ``(pred (N, 4), target (N, 4), weight (N,)=, avg_factor=)`` on decoded boxes.
+``regression_loss`` (``l1``, ``smooth_l1``, mutualguide ``balanced_l1``)
+    ``(pred (N, D), target (N, D), weight broadcastable=, avg_factor=)``, element-wise (encoded offsets).
+``heatmap_loss`` (centernet ``centernet_focal``)
+    ``(logits (B, C, H, W), target (B, C, H, W) float in [0, 1], 1 at object centres (Gaussian peaks),
+    avg_factor=)``.
+``landmark_loss`` (lsnet ``cross_iou``)
+    ``(pred (N, K, 4) (up, down, left, right), target (N, K, 2) offsets (dx, dy), weight (N,)=, avg_factor=,
+    *, anchors (N, 2), gt_boxes (N, 4), visibility (N, K)=None)``, in normalised units (LSNet spec §4).
+
 Lifecycle hooks are called by the engine on every process; act only when ``run.is_main_process``.
 """
 
@@ -33,6 +78,7 @@ from typing import Any
 
 import pluggy
 
+from lsvr_core.fields import TargetFieldSpec
 from lsvr_core.specs import ComponentSpec, ConverterSpec, RecipeSpec, RunInfo
 
 PROJECT = "lsvr"
@@ -97,6 +143,36 @@ def lsvr_weight_converters() -> list[ConverterSpec]:
     Each :class:`~lsvr_core.specs.ConverterSpec` names a format (e.g. ``mutualguide-v1``) and a lazily imported
     ``(state_dict) -> state_dict`` callable that raises :class:`~lsvr_core.errors.ConversionError` with the full
     list of keys it cannot map.
+    """
+
+
+@hookspec
+def lsvr_target_fields() -> list[TargetFieldSpec]:
+    """Per-instance target fields this plugin adds beyond what every task shares.
+
+    Core's :class:`~lsvr_core.structures.Targets` and :class:`~lsvr_core.structures.Predictions` hold boxes,
+    labels, crowd flags, masks / polygons, keypoints and image metadata. Anything method specific (LSNet's
+    ``extreme_points`` / ``contours``, VOC's ``difficult``, a CenterNet centre) is declared here with a
+    :class:`~lsvr_core.fields.TargetFieldSpec` and travels in ``Targets.extras`` / ``Predictions.extras``
+    (:class:`~lsvr_core.field_geometry.ExtraFields`: ``targets.extra("name")`` returns the tensor or raises a
+    :class:`~lsvr_core.errors.DataError` naming the image and the fields present).
+
+    The spec's ``kind`` tells every geometric transform what to do with the values, so datasets, the collate,
+    ``Predictions.to_original`` and the flip / resize / crop steps of lsvr-data handle a new field without
+    knowing it:
+
+    - ``points`` (N, K, 2|3): scaled and translated like pixels; a horizontal flip mirrors x -> W - x and then
+      reorders the K points by ``flip_perm`` (left/right swap, exactly as COCO keypoints); a 3rd channel is a
+      visibility flag (unlabelled points stay at (0, 0); points leaving a crop become unlabelled).
+    - ``boxes`` (N, 4) xyxy: corners as points, x1/x2 swapped by a flip, clamped to a crop.
+    - ``polygons``: per instance a list of (P, 2) vertex tensors, every vertex as a point.
+    - ``scalar`` (N,) or (N, ...): geometry leaves it alone; instance selection (crowd filtering, crops that
+      drop instances) applies to every kind.
+
+    A field is filled either by the dataset that reads it (lsvr-data's VOC reader fills ``difficult``) or by
+    the spec's ``derive`` function ``(original-frame Targets) -> (N, ...) tensor``, which a dataset calls for
+    each name in its config's ``extra_fields`` before transforming. Naming an undeclared field there is a
+    config error listing the declared fields. Two plugins declaring one name is an error naming both.
     """
 
 

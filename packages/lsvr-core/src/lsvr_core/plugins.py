@@ -6,8 +6,10 @@ by name; ``LSVR_TRACE_PLUGINS=1`` prints every hook call to stderr.
 
 A plugin that fails to import does not stop discovery: it is recorded with its error, shown by
 ``lsvr plugins``, and :meth:`PluginManager.raise_for_failures` turns it into a :class:`PluginError` for
-verbs that need a complete registry (``lsvr run``). Two plugins registering the same (kind, name) raise
-:class:`PluginError` naming both distributions.
+verbs that need a complete registry (``lsvr run``). Any exception counts as a failure, ``SystemExit`` and
+other ``BaseException`` subclasses included; only ``KeyboardInterrupt`` still interrupts. A second plugin
+registering a (kind, name), recipe or weight format that is already taken is marked failed the same way,
+with a message naming both distributions: ``lsvr plugins`` and ``--help`` still work, ``lsvr run`` stops.
 """
 
 from __future__ import annotations
@@ -20,18 +22,20 @@ import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 
 from lsvr_core import hookspecs
 from lsvr_core.errors import PluginError
+from lsvr_core.fields import TargetFieldSpec
 from lsvr_core.specs import KINDS, ComponentSpec, ConverterSpec, RecipeSpec
 
 ENTRY_POINT_GROUP = "lsvr"
 BUILTIN_PLUGINS = (
     ("lsvr_core.builtin.plugin", "builtin"),
     ("lsvr_core.builtin.loggers", "loggers"),
+    ("lsvr_core.builtin.tensorboard_logger", "tensorboard"),
 )
 _REGISTRATION_HOOKS = {
     "backbone": "lsvr_backbones",
@@ -95,6 +99,8 @@ class PluginManager:
         self._components: dict[str, dict[str, ComponentSpec]] = {k: {} for k in KINDS}
         self._recipes: dict[str, RecipeSpec] = {}
         self._converters: dict[str, ConverterSpec] = {}
+        self.conflicts: list[str] = []  # one message per name registered twice
+        self._target_fields: dict[str, TargetFieldSpec] = {}
         disabled = _disabled_names()
         core_version = _dist_version("lsvr-core")
         for module_name, name in BUILTIN_PLUGINS:
@@ -127,7 +133,9 @@ class PluginManager:
             return
         try:
             self.pm.register(loader(), name=name)
-        except Exception as err:  # a broken plugin must not hide the others
+        except KeyboardInterrupt:
+            raise
+        except BaseException as err:  # a broken plugin (even one calling sys.exit) must not hide the others
             record.status, record.error = "failed", _format_import_error(err)
 
     def _collect(self) -> None:
@@ -136,7 +144,9 @@ class PluginManager:
                 record = self.records[impl.plugin_name]
                 try:
                     specs = list(impl.function() or [])
-                except Exception as err:
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as err:
                     record.status, record.error = "failed", f"{hook_name}(): {_format_import_error(err)}"
                     continue
                 for spec in specs:
@@ -144,49 +154,76 @@ class PluginManager:
         for impl in self.pm.hook.lsvr_recipes.get_hookimpls():
             record = self.records[impl.plugin_name]
             try:
-                recipes = list(impl.function() or [])
-            except Exception as err:
+                recipes: list[RecipeSpec] = list(cast(Iterable[RecipeSpec], impl.function() or []))
+            except KeyboardInterrupt:
+                raise
+            except BaseException as err:
                 record.status, record.error = "failed", f"lsvr_recipes(): {_format_import_error(err)}"
                 continue
             for recipe in recipes:
                 recipe = _with_origin(recipe, record)
                 other = self._recipes.get(recipe.ref)
                 if other is not None:
-                    raise PluginError(
-                        f"recipe {recipe.ref!r} is registered twice: by {other.distribution} (plugin {other.plugin!r}) "
-                        f"and by {recipe.distribution} (plugin {recipe.plugin!r})"
-                    )
+                    self._conflict(record, f"recipe {recipe.ref!r}", other, recipe)
+                    continue
                 self._recipes[recipe.ref] = recipe
         for impl in self.pm.hook.lsvr_weight_converters.get_hookimpls():
             record = self.records[impl.plugin_name]
             try:
-                converters = list(impl.function() or [])
-            except Exception as err:
+                converters: list[ConverterSpec] = list(cast(Iterable[ConverterSpec], impl.function() or []))
+            except KeyboardInterrupt:
+                raise
+            except BaseException as err:
                 record.status, record.error = "failed", f"lsvr_weight_converters(): {_format_import_error(err)}"
                 continue
             for conv in converters:
                 conv = _with_origin(conv, record)
-                other = self._converters.get(conv.name)
+                other_conv = self._converters.get(conv.name)
+                if other_conv is not None:
+                    self._conflict(record, f"weight converter {conv.name!r}", other_conv, conv)
+                    continue
+                self._converters[conv.name] = conv
+        self._collect_target_fields()
+
+    def _collect_target_fields(self) -> None:
+        for impl in self.pm.hook.lsvr_target_fields.get_hookimpls():
+            record = self.records[impl.plugin_name]
+            try:
+                specs = list(cast(Iterable[TargetFieldSpec], impl.function() or []))
+            except KeyboardInterrupt:
+                raise
+            except BaseException as err:
+                record.status, record.error = "failed", f"lsvr_target_fields(): {_format_import_error(err)}"
+                continue
+            for spec in specs:
+                spec = _with_origin(spec, record)
+                other = self._target_fields.get(spec.name)
                 if other is not None:
                     raise PluginError(
-                        f"weight converter {conv.name!r} is registered twice: by {other.distribution} "
-                        f"(plugin {other.plugin!r}) and by {conv.distribution} (plugin {conv.plugin!r})"
+                        f"target field {spec.name!r} is declared twice: by {other.distribution} (plugin "
+                        f"{other.plugin!r}) and by {spec.distribution} (plugin {spec.plugin!r})"
                     )
-                self._converters[conv.name] = conv
+                self._target_fields[spec.name] = spec
 
     def _add_component(self, kind: str, spec: ComponentSpec, record: PluginRecord) -> None:
-        if spec.kind != kind:
-            raise PluginError(f"plugin {record.name!r} returned {spec.kind} {spec.name!r} from the {kind} hook")
+        if not isinstance(spec, ComponentSpec) or spec.kind != kind:
+            what = f"{spec.kind} {spec.name!r}" if isinstance(spec, ComponentSpec) else f"a {type(spec).__name__}"
+            _fail(record, f"returned {what} from the {kind} hook (expected {kind} ComponentSpec records)")
+            return
         spec = _with_origin(spec, record)
         other = self._components[kind].get(spec.name)
         if other is not None:
-            raise PluginError(
-                f"{kind} {spec.name!r} is registered twice: by {other.distribution} (plugin {other.plugin!r}) "
-                f"and by {spec.distribution} (plugin {spec.plugin!r}); uninstall one or disable it with "
-                f"LSVR_DISABLE_PLUGINS"
-            )
+            self._conflict(record, f"{kind} {spec.name!r}", other, spec)
+            return
         self._components[kind][spec.name] = spec
         record.components.setdefault(kind, []).append(spec.name)
+
+    def _conflict(self, record: PluginRecord, what: str, other: Any, new: Any) -> None:
+        """A second registration of ``what``: the first one stays, the later plugin is marked failed."""
+        message = (f"{what} is registered twice: by {other.distribution} (plugin {other.plugin!r}) and by "
+                   f"{new.distribution} (plugin {new.plugin!r}); uninstall one or disable it with LSVR_DISABLE_PLUGINS")
+        self.conflicts.append(message)
+        _fail(record, message)
 
     # --- queries -------------------------------------------------------------------------------------
 
@@ -222,8 +259,14 @@ class PluginManager:
 
     def build(self, kind: str, cfg: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Build the component selected by ``cfg.type`` with the kind's factory contract; the factory receives
-        this manager as ``registry`` (see :mod:`lsvr_core.specs`)."""
-        return self.get(kind, cfg.type).build(cfg, *args, registry=self, **kwargs)
+        this manager as ``registry`` (see :mod:`lsvr_core.specs`).
+
+        Raises:
+            PluginError: the factory cannot be imported (one line naming the component, plugin and cause).
+        """
+        spec = self.get(kind, cfg.type)
+        _import_factory(spec)
+        return spec.build(cfg, *args, registry=self, **kwargs)
 
     def recipes(self) -> list[RecipeSpec]:
         return sorted(self._recipes.values(), key=lambda r: r.ref)
@@ -247,6 +290,10 @@ class PluginManager:
             valid = ", ".join(sorted(self._converters)) or "none registered"
             raise PluginError(f"unknown weight format {name!r}; valid: {valid}") from None
 
+    def target_fields(self) -> dict[str, TargetFieldSpec]:
+        """Declared per-instance target fields (``lsvr_target_fields``), name -> spec."""
+        return dict(sorted(self._target_fields.items()))
+
     def default_recipe(self) -> RecipeSpec | None:
         """The recipe a bare ``lsvr run`` uses: the highest ``default_priority`` > 0."""
         candidates = [r for r in self._recipes.values() if r.default_priority > 0]
@@ -255,6 +302,20 @@ class PluginManager:
     def distributions(self) -> dict[str, str]:
         """Distribution -> version of every loaded plugin (for ``plugins.json`` in a work dir)."""
         return {r.distribution: r.version for r in self.records.values() if r.status == "ok"}
+
+
+def _fail(record: PluginRecord, message: str) -> None:
+    """Mark ``record`` failed, keeping earlier errors (joined with '; ')."""
+    record.status = "failed"
+    record.error = f"{record.error}; {message}" if record.error else message
+
+
+def _import_factory(spec: ComponentSpec) -> None:
+    try:
+        spec.load()
+    except (ImportError, AttributeError) as err:
+        raise PluginError(f"{spec.kind} {spec.name!r} of plugin {spec.plugin!r} ({spec.distribution}): cannot import "
+                          f"its factory {spec.factory!r}: {type(err).__name__}: {err}") from None
 
 
 def _with_origin(spec: Any, record: PluginRecord) -> Any:

@@ -8,7 +8,9 @@ built.
 Config models subclass one of the slot bases below (:class:`BackboneConfig`, :class:`HeadConfig`, ...) and
 set ``type: Literal["name"] = "name"``. A field annotated with a slot base (for example a head's
 ``loss_cls: LossConfig``) becomes, when the run config is built, a discriminated union over every
-registered config of that kind (see :mod:`lsvr_core.config.resolve`).
+registered config of that kind (see :mod:`lsvr_core.config.resolve`). A field annotated
+``Annotated[LossConfig, Slot("classification_loss")]`` offers only the components whose spec lists that
+interface in ``implements`` (standard interface names: :mod:`lsvr_core.hookspecs`).
 
 Factory contracts (the argument lists the engine uses; shapes in :mod:`lsvr_core.contracts`). Every factory
 receives the registry that builds it as the keyword-only argument ``registry`` (a
@@ -28,6 +30,10 @@ dataset    ``factory(cfg, *, root: Path, train: bool, task: str, registry) -> Da
 evaluator  ``factory(cfg, *, dataset, task: str, registry) -> Evaluator``
 layer      ``factory(*, registry, **kwargs) -> torch.nn.Module`` (building blocks such as a deformable conv)
 ========== =========================================================================================
+
+A dataset factory may also accept ``annotations: bool = True``; ``lsvr predict`` passes ``annotations=False``
+when the checkpoint holds the class names: the factory then reads no annotation file and returns a dataset
+whose ``prepare(image)`` applies the test-time pipeline.
 """
 
 from __future__ import annotations
@@ -50,16 +56,54 @@ class ComponentConfig(BaseModel):
     type: str
 
 
+def _declared_levels(cfg: ComponentConfig) -> tuple[str, ...] | None:
+    levels = getattr(cfg, "in_levels", None)
+    return tuple(levels) if levels else None
+
+
 class BackboneConfig(ComponentConfig):
-    """Slot base for backbones (``model.backbone``)."""
+    """Slot base for backbones (``model.backbone``).
+
+    The declaration methods below (here and on the other slot bases) are torch-free and called through the
+    class (``type(cfg).output_strides(cfg)``), so a config field of the same name does not hide them.
+
+    Override :meth:`output_strides` so that ``lsvr validate`` can check the level names of the neck and head.
+    """
+
+    def output_strides(self) -> dict[str, int] | None:
+        """``{level: stride in pixels}`` of the features this backbone returns, known without building it
+        (torch-free); None (the default) when unknown, which skips the level checks."""
+        return None
 
 
 class NeckConfig(ComponentConfig):
-    """Slot base for necks (``model.neck``)."""
+    """Slot base for necks (``model.neck``).
+
+    Level declarations for ``lsvr validate``: :meth:`input_level_names` (default: an ``in_levels`` field) and
+    :meth:`output_strides`.
+    """
+
+    def input_level_names(self) -> tuple[str, ...] | None:
+        """The backbone levels this neck reads (default: the ``in_levels`` field; None when there is none)."""
+        return _declared_levels(self)
+
+    def output_strides(self, inputs: dict[str, int]) -> dict[str, int] | None:
+        """``{level: stride}`` this neck returns given the backbone's ``{level: stride}`` (torch-free); None
+        (the default) when unknown, which skips the head's level check."""
+        return None
 
 
 class HeadConfig(ComponentConfig):
-    """Slot base for heads (``model.head``)."""
+    """Slot base for heads (``model.head``).
+
+    ``lsvr validate`` checks :meth:`input_level_names` (default: an ``in_levels`` field) against the neck's outputs.
+    A ``pad_divisor`` field (the padding a head's location grid assumes) is derived from ``data.size_divisor``
+    when left unset and must equal it when set (:mod:`lsvr_core.config.checks`).
+    """
+
+    def input_level_names(self) -> tuple[str, ...] | None:
+        """The neck levels this head reads (default: the ``in_levels`` field; None: all, unchecked)."""
+        return _declared_levels(self)
 
 
 class AssignerConfig(ComponentConfig):
@@ -73,6 +117,11 @@ class LossConfig(ComponentConfig):
 class DatasetConfig(ComponentConfig):
     """Slot base for datasets (``data.train``, ``data.val``)."""
 
+    def known_num_classes(self, task: str) -> int | None:
+        """The number of classes this dataset labels for ``task`` when known without reading it (torch-free);
+        None (the default) when unknown. ``lsvr validate`` checks ``model.num_classes`` against it."""
+        return None
+
 
 class EvaluatorConfig(ComponentConfig):
     """Slot base for evaluators (``eval.evaluator``)."""
@@ -80,6 +129,18 @@ class EvaluatorConfig(ComponentConfig):
 
 class LayerConfig(ComponentConfig):
     """Slot base for layers (rarely configured directly)."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """The interface a nested component slot calls, e.g. ``Annotated[LossConfig, Slot("classification_loss")]``.
+
+    The config resolver offers in the slot only the registered components whose :class:`ComponentSpec` lists
+    ``interface`` in ``implements``; any other ``type`` is a config error naming the types that fit. Standard
+    interface names and their call signatures are documented in :mod:`lsvr_core.hookspecs`.
+    """
+
+    interface: str
 
 
 SLOT_BASES: dict[str, type[ComponentConfig]] = {
@@ -123,6 +184,9 @@ class ComponentSpec:
         summary: one line for ``lsvr components``.
         tasks: tasks the component supports (``bbox``, ``segm``, ``pose_bbox``, ``pose_kbox``, ...); empty
             means task-agnostic.
+        implements: interfaces the component implements (``point_assigner``, ``classification_loss``, ...;
+            see :mod:`lsvr_core.hookspecs`): the :class:`Slot` s it may fill. Empty: it fits only slots
+            annotated with the bare slot base.
         plugin: name of the plugin that registered it (filled in by the plugin manager).
         distribution: distribution (pip package) of that plugin (filled in by the plugin manager).
     """
@@ -133,6 +197,7 @@ class ComponentSpec:
     factory: str
     summary: str
     tasks: tuple[str, ...] = ()
+    implements: tuple[str, ...] = ()
     plugin: str = ""
     distribution: str = ""
 

@@ -64,13 +64,47 @@ def draw_predictions(image: Tensor, preds: Predictions, class_names: list[str] |
     if preds.keypoints is not None and len(preds.keypoints):
         kps = preds.keypoints.cpu()[keep].float()
         skeleton = COCO_SKELETON if kps.shape[1] == 17 else None
-        for inst, c in zip(kps, colors):  # white skeleton lines, keypoints in the class colour
+        for inst, c in zip(kps, colors, strict=True):  # white skeleton lines, keypoints in the class colour
             out = draw_keypoints(out, inst[None, :, :2], connectivity=skeleton, colors=c, radius=3, width=2,
                                  visibility=inst[None, :, 2] > keypoint_thresh)
     names = [class_names[lab] if class_names and 0 <= lab < len(class_names) else f"#{lab}" for lab in labels]
-    captions = [f"{n} {s:.2f}" for n, s in zip(names, preds.scores.cpu()[keep].tolist())]
+    captions = [f"{n} {s:.2f}" for n, s in zip(names, preds.scores.cpu()[keep].tolist(), strict=True)]
     boxes = preds.boxes.cpu()[keep].float()
-    return draw_bounding_boxes(out, boxes, labels=captions, colors=colors, width=2)
+    out = draw_bounding_boxes(out, boxes, colors=colors, width=2)
+    return draw_labels(out, boxes, captions, colors)
+
+
+def draw_labels(image: Tensor, boxes: Tensor, captions: list[str], colors: list[tuple[int, int, int]],
+                font_size: int = 12) -> Tensor:
+    """Caption each box on a filled tag just outside it: above the box, or below it at the top edge.
+
+    torchvision's ``draw_bounding_boxes`` writes labels inside the box, over the object it names; this draws
+    them outside (Pillow, as torchvision does), clipped to the image.
+
+    Args:
+        image: (3, H, W) uint8.
+        boxes: (N, 4) float xyxy pixels of ``image``.
+        captions: N strings.
+        colors: N RGB tag colours (text is black or white, whichever contrasts).
+    Returns:
+        (3, H, W) uint8 drawn copy.
+    """
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    canvas = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=font_size)
+    h, w = image.shape[-2:]
+    for (x1, y1, _, y2), text, c in zip(boxes.tolist(), captions, colors, strict=True):
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        tw, th = right - left + 4, bottom - top + 4
+        ty = y1 - th - 1 if y1 - th - 1 >= 0 else min(y2 + 1, h - th)
+        tx = min(max(x1, 0), max(w - tw, 0))
+        draw.rectangle((tx, ty, tx + tw, ty + th), fill=c)
+        ink = (0, 0, 0) if sum(c) > 382 else (255, 255, 255)
+        draw.text((tx + 2 - left, ty + 2 - top), text, fill=ink, font=font)
+    return torch.from_numpy(np.array(canvas)).permute(2, 0, 1).contiguous()
 
 
 def _draw_polygons(image: Tensor, polygons: Tensor, colors: list[tuple[int, int, int]]) -> Tensor:
@@ -85,7 +119,7 @@ def _draw_polygons(image: Tensor, polygons: Tensor, colors: list[tuple[int, int,
 
     canvas = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
     draw = ImageDraw.Draw(canvas)
-    for poly, c in zip(polygons.tolist(), colors):
+    for poly, c in zip(polygons.tolist(), colors, strict=True):
         draw.polygon([(x, y) for x, y in poly], outline=c, width=2)
     return torch.from_numpy(np.array(canvas)).permute(2, 0, 1).contiguous()
 

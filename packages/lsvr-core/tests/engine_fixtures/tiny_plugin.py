@@ -2,7 +2,7 @@
 
 Everything is small enough to train a few iterations in well under a second on one CPU thread:
 
-* dataset ``tiny_shapes``: ``num_images`` random images, alternately landscape (32x48) and portrait (48x32),
+* dataset ``tiny_shapes``: ``num_images`` random images (the indices in ``corrupt`` fail like unreadable files), alternately landscape (32x48) and portrait (48x32),
   each with one filled rectangle whose class is its colour; with ``train=True`` a random horizontal flip
   drawn from the global torch RNG (so the engine's per-sample seeding is exercised).
 * backbone ``tiny_conv``: two strided convs, no normalisation (so 1 and 2 processes compute the same).
@@ -30,6 +30,7 @@ from torch import nn
 from torchvision.ops import box_iou
 
 from lsvr_core.contracts import ShapeSpec
+from lsvr_core.errors import DataError
 from lsvr_core.hookspecs import hookimpl
 from lsvr_core.specs import BackboneConfig, ComponentSpec, DatasetConfig, EvaluatorConfig, HeadConfig
 from lsvr_core.structures import Predictions, Targets
@@ -41,6 +42,7 @@ class TinyShapesConfig(DatasetConfig):
     type: Literal["tiny_shapes"] = "tiny_shapes"
     num_images: int = 16
     num_classes: int = 3
+    corrupt: list[int] = []  # items that fail to load like an unreadable image file
 
 
 class TinyConvConfig(BackboneConfig):
@@ -64,6 +66,7 @@ COLORS = torch.tensor([[220, 40, 40], [40, 220, 40], [40, 40, 220]], dtype=torch
 class TinyShapes:
     def __init__(self, cfg: TinyShapesConfig, *, root, train: bool, task: str) -> None:
         self.n, self.train = cfg.num_images, train
+        self.corrupt = set(cfg.corrupt)
         self.classes = [f"shape{i}" for i in range(cfg.num_classes)]
 
     def __len__(self) -> int:
@@ -73,6 +76,8 @@ class TinyShapes:
         return [48 / 32 if i % 2 == 0 else 32 / 48 for i in range(self.n)]
 
     def __getitem__(self, i: int):
+        if i in self.corrupt:
+            raise DataError(f"image shapes/{i:03d}.png (image id {i + 1}): cannot decode (truncated file)")
         g = torch.Generator().manual_seed(1000 + i)
         h, w = (32, 48) if i % 2 == 0 else (48, 32)
         img = torch.randint(0, 60, (3, h, w), generator=g, dtype=torch.uint8)
@@ -146,7 +151,10 @@ class TinyIoU:
     def __init__(self, cfg: TinyIoUConfig, *, dataset, task: str) -> None:
         self.gt = {}
         for i in range(len(dataset)):
-            _, t = dataset[i]
+            try:
+                _, t = dataset[i]
+            except Exception:  # a corrupt item: met (and reported) again when the engine loads it
+                continue
             self.gt[t.image_id] = t
         self.reset()
 

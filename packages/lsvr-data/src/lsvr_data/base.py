@@ -10,17 +10,19 @@ of loading; before that the seed is drawn from torch's global RNG (which DataLoa
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from lsvr_core.api import DataError, Targets
+from lsvr_core.api import ConfigError, DataError, TargetFieldSpec, Targets, resolve_target_fields
 from pycocotools import mask as mask_utils
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_image
 
 from lsvr_data.config import PipelineConfig
+from lsvr_data.fields import CONTOURS, DIFFICULT, EXTREME_POINTS
 from lsvr_data.landmarks import contour_36, extreme_points, extreme_points_from_mask, polygons_from_coco
 from lsvr_data.records import ImageRecord
 from lsvr_data.sample import Sample
@@ -40,8 +42,8 @@ def resolve(root: Path, path: str | Path) -> Path:
     return p if p.is_absolute() else Path(root) / p
 
 
-def read_image(path: Path, image_id: int) -> Tensor:
-    """Decode an image file to (3, H, W) uint8 RGB.
+def read_image(path: Path, image_id: int, exif: bool = False) -> Tensor:
+    """Decode an image file to (3, H, W) uint8 RGB (``exif``: apply the EXIF orientation tag).
 
     Raises:
         DataError: the file is missing or cannot be decoded (names the file and image id).
@@ -49,7 +51,7 @@ def read_image(path: Path, image_id: int) -> Tensor:
     try:
         with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders in favour of TorchCodec
             warnings.simplefilter("ignore", DeprecationWarning)
-            return decode_image(str(path), mode=ImageReadMode.RGB)
+            return decode_image(str(path), mode=ImageReadMode.RGB, apply_exif_orientation=exif)
     except (RuntimeError, OSError, ValueError) as err:
         reason = "file not found" if not path.exists() else f"cannot decode ({err})"
         raise DataError(f"image {path} (image id {image_id}): {reason}") from None
@@ -64,6 +66,30 @@ def segm_to_rle(segm: object, height: int, width: int) -> dict:
     return segm  # type: ignore[return-value]
 
 
+def resolve_extra_fields(names: list[str], registry: object | None, dataset: str) -> tuple[TargetFieldSpec, ...]:
+    """The declared specs of a dataset config's ``extra_fields``.
+
+    Args:
+        names: field names (``extra_fields`` of the dataset config).
+        registry: the plugin manager that builds the dataset (its ``target_fields()``); None only when
+            ``names`` is empty.
+        dataset: the dataset type, named in errors.
+    Raises:
+        ConfigError: an undeclared name (the message lists the declared fields), a field without ``derive``,
+            or names given without a registry.
+    """
+    if not names:
+        return ()
+    if registry is None:
+        raise ConfigError(f"dataset {dataset!r}: extra_fields {names} need the plugin registry to look them up")
+    specs = resolve_target_fields(names, registry.target_fields(), where=f"dataset {dataset!r} extra_fields")
+    for spec in specs:
+        if spec.derive is None:
+            raise ConfigError(f"dataset {dataset!r} extra_fields: target field {spec.name!r} ({spec.distribution}) "
+                              "declares no derive function, so no dataset can compute it")
+    return tuple(specs)
+
+
 class DetectionDataset(torch.utils.data.Dataset):
     """Records plus a pipeline.
 
@@ -72,15 +98,19 @@ class DetectionDataset(torch.utils.data.Dataset):
         classes: class names in label order.
         pipeline: transform config; ``train`` switches its random steps on.
         task: ``bbox``, ``segm``, ``pose_bbox`` or ``pose_kbox``.
-        landmarks: fill ``extreme_points`` and ``contours`` (always on for ``segm``).
+        landmarks: fill the declared fields ``extreme_points`` and ``contours`` in ``Targets.extras`` (always on
+            for ``segm``).
         with_masks: fill ``masks`` (N, H, W) uint8.
         aug_seed: seed of the augmentation stream.
+        extra_fields: declared fields computed by their ``derive`` function from the original-frame targets of
+            each item, before the pipeline (see :func:`resolve_extra_fields`).
     """
 
     name = "dataset"
 
     def __init__(self, records: list[ImageRecord], classes: list[str], pipeline: PipelineConfig, *, train: bool,
-                 task: str, landmarks: bool = False, with_masks: bool = False, aug_seed: int = 0) -> None:
+                 task: str, landmarks: bool = False, with_masks: bool = False, aug_seed: int = 0,
+                 extra_fields: tuple[TargetFieldSpec, ...] = ()) -> None:
         check_task(task, self.name)
         self.records = records
         self.classes = list(classes)
@@ -90,6 +120,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         self.with_masks = with_masks
         self.pipeline = Pipeline(pipeline, train)
         self.aug_seed = aug_seed
+        self.extra_fields = tuple(extra_fields)
         self.epoch: int | None = None
         self._index = {r.image_id: i for i, r in enumerate(records)}
 
@@ -112,12 +143,24 @@ class DetectionDataset(torch.utils.data.Dataset):
         """(3, H, W) uint8 RGB of a record (subclasses that generate images override this)."""
         assert record.file is not None
         image = read_image(record.file, record.image_id)
-        if tuple(image.shape[-2:]) != (record.height, record.width):
-            raise DataError(
-                f"image {record.file} (image id {record.image_id}) is {image.shape[-1]}x{image.shape[-2]} but "
-                f"{record.source} says {record.width}x{record.height}"
-            )
-        return image
+        if tuple(image.shape[-2:]) == (record.height, record.width):
+            return image
+        rotated = read_image(record.file, record.image_id, exif=True)
+        if tuple(rotated.shape[-2:]) == (record.height, record.width):
+            # annotated in the EXIF-rotated frame (as viewers show it): use that frame
+            if not getattr(self, "_warned_exif", False):
+                self._warned_exif = True
+                logging.getLogger("lsvr_data").warning(
+                    "%s: image %s has an EXIF orientation and its annotations are in the rotated frame; such "
+                    "images are loaded rotated", self.name, record.file)
+            return rotated
+        exif = ""
+        if rotated.shape[-2:] != image.shape[-2:]:
+            exif = f" (its EXIF orientation tag rotates it to {rotated.shape[-1]}x{rotated.shape[-2]}, no match either)"
+        raise DataError(
+            f"image {record.file} (image id {record.image_id}) is {image.shape[-1]}x{image.shape[-2]} but "
+            f"{record.source} says {record.width}x{record.height}{exif}"
+        )
 
     def __getitem__(self, index: int) -> tuple[Tensor, Targets]:
         """``(image (3, H, W) uint8, Targets)`` in the input frame.
@@ -159,7 +202,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         sample = Sample(
             image=image, boxes=torch.zeros((0, 4), dtype=torch.float32), labels=torch.zeros((0,), dtype=torch.int64),
             iscrowd=torch.zeros((0,), dtype=torch.bool), ann_ids=torch.zeros((0,), dtype=torch.int64),
-            image_id=image_id, orig_size=(h, w), difficult=None,
+            image_id=image_id, orig_size=(h, w),
         )
         if self.task.startswith("pose"):
             sample.keypoints = torch.zeros((0, 17, 3), dtype=torch.float32)
@@ -192,8 +235,9 @@ class DetectionDataset(torch.utils.data.Dataset):
             image=image, boxes=torch.tensor(rec.boxes, dtype=torch.float32).reshape(n, 4),
             labels=torch.tensor(rec.labels, dtype=torch.int64), iscrowd=torch.tensor(rec.iscrowd, dtype=torch.bool),
             ann_ids=torch.tensor(rec.ann_ids, dtype=torch.int64), image_id=rec.image_id, orig_size=(h, w),
-            difficult=None if rec.difficult is None else torch.tensor(rec.difficult, dtype=torch.bool),
         )
+        if rec.difficult is not None:
+            sample.extras.add(DIFFICULT, torch.tensor(rec.difficult, dtype=torch.bool))
         if self.task.startswith("pose"):
             kp = rec.keypoints if rec.keypoints is not None else np.zeros((n, 17, 3), np.float32)
             sample.keypoints = torch.tensor(kp, dtype=torch.float32).reshape(n, 17, 3)
@@ -201,6 +245,10 @@ class DetectionDataset(torch.utils.data.Dataset):
             self._add_landmarks(sample, rec)
         if self.with_masks:
             sample.masks = self._masks(rec)
+        if self.extra_fields:
+            original = sample.to_targets()
+            for spec in self.extra_fields:
+                sample.extras.add(spec, spec.derive_fn()(original))
         return sample
 
     def _add_landmarks(self, sample: Sample, rec: ImageRecord) -> None:
@@ -221,8 +269,8 @@ class DetectionDataset(torch.utils.data.Dataset):
             contours.append(contour_36(comps, box))
         n = len(rec)
         sample.polygons = polys
-        sample.extreme_points = torch.as_tensor(np.asarray(extremes, np.float32)).reshape(n, 4, 2)
-        sample.contours = torch.as_tensor(np.asarray(contours, np.float32)).reshape(n, 36, 2)
+        sample.extras.add(EXTREME_POINTS, torch.as_tensor(np.asarray(extremes, np.float32)).reshape(n, 4, 2))
+        sample.extras.add(CONTOURS, torch.as_tensor(np.asarray(contours, np.float32)).reshape(n, 36, 2))
 
     def _masks(self, rec: ImageRecord) -> Tensor:
         h, w = rec.height, rec.width

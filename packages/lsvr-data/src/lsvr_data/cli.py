@@ -1,4 +1,4 @@
-"""``lsvr eval-results GT_JSON RESULTS_JSON --iou-type bbox|segm|keypoints [--json]``."""
+"""``lsvr eval-results GT_JSON RESULTS_JSON --iou-type bbox|segm|keypoints [--backend NAME] [--json]``."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from lsvr_data.coco import load_json, quiet_coco
 from lsvr_data.coco_eval import run_cocoeval
 
 
-def eval_results(gt_json: str, results_json: str, iou_type: str, as_json: bool = False) -> int:
+def eval_results(gt_json: str, results_json: str, iou_type: str, as_json: bool = False, backend: str = "auto") -> int:
     """Print COCOeval's stats by name (AP, AP50, ... ; keypoints use their own 10 names).
+
+    ``backend`` selects the COCOeval implementation (:mod:`lsvr_data.coco_backends`).
 
     Raises:
         DataError: a file is missing or malformed, or the results do not match the ground truth.
@@ -31,7 +33,7 @@ def eval_results(gt_json: str, results_json: str, iou_type: str, as_json: bool =
     if unknown:
         raise DataError(f"results file {res_path}: image ids not in {gt_path}: {sorted(unknown)[:5]}")
     try:
-        stats, _ = run_cocoeval(coco_gt, results, iou_type)
+        stats, _ = run_cocoeval(coco_gt, results, iou_type, backend=backend)
     except (KeyError, AssertionError, IndexError, TypeError) as err:
         raise DataError(f"cannot evaluate {res_path} as {iou_type} results: {type(err).__name__}: {err}") from None
     if as_json:

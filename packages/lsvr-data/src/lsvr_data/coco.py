@@ -3,6 +3,8 @@
 Category ids map to contiguous labels in increasing id order (``label_to_cat_id`` maps back). Crowd
 annotations are kept with ``iscrowd=True``. Parsing rules follow LSNet spec §7.2 (mmdet ``_parse_ann_info``:
 boxes with w or h < 1 px or no overlap with the image are dropped) with the ``on_bad_annotation`` policy.
+``annotation_rules: mutualguide`` applies the MutualGuide v1 reader on top (:func:`mutualguide_keeps`; crowd
+boxes become ordinary objects).
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lsvr_core.api import DataError, Registry
+from lsvr_core.api import DataError, Registry, TargetFieldSpec
 
-from lsvr_data.base import DetectionDataset, check_task, resolve
+from lsvr_data.base import DetectionDataset, check_task, resolve, resolve_extra_fields
 from lsvr_data.config import CocoDatasetConfig
 from lsvr_data.records import BadAnnotations, ImageRecord, check_box, check_polygon, group_by_image
 from lsvr_data.semantic import semantic_map
@@ -59,6 +61,22 @@ def quiet_coco(source: Path | dict) -> Any:
         return COCO(str(source))
 
 
+def mutualguide_keeps(bbox: list[float], area: float, width: int, height: int) -> bool:
+    """The MutualGuide v1 COCO box filter (``V1:data/coco.py:150-161``; spec §5 "COCO drops boxes of 6 px or
+    less").
+
+    The box ``[x, y, w, h]`` (pixels) is clipped in the reference's inclusive pixel convention,
+    x1 = max(0, x), x2 = min(W - 1, x1 + max(0, w - 1)) (and likewise in y), and kept iff ``area > 0`` and
+    both x2 - x1 and y2 - y1 exceed 6 px. Only the decision is taken from the reference: kept boxes keep
+    lsvr's continuous xyxy coordinates.
+    """
+    x, y, w, h = (float(v) for v in bbox)
+    x1, y1 = max(0.0, x), max(0.0, y)
+    x2 = min(width - 1.0, x1 + max(0.0, w - 1.0))
+    y2 = min(height - 1.0, y1 + max(0.0, h - 1.0))
+    return float(area) > 0 and (x2 - x1) > 6 and (y2 - y1) > 6
+
+
 class CocoDataset(DetectionDataset):
     """COCO images with boxes, crowd flags, polygons/RLE and (pose tasks) 17 keypoints.
 
@@ -76,7 +94,8 @@ class CocoDataset(DetectionDataset):
 
     name = "coco"
 
-    def __init__(self, ann_file: Path, img_dir: Path, *, task: str, train: bool, cfg: CocoDatasetConfig) -> None:
+    def __init__(self, ann_file: Path, img_dir: Path, *, task: str, train: bool, cfg: CocoDatasetConfig,
+                 extra_fields: tuple[TargetFieldSpec, ...] = ()) -> None:
         check_task(task, self.name)
         self.ann_file = Path(ann_file)
         self.img_dir = Path(img_dir)
@@ -93,6 +112,7 @@ class CocoDataset(DetectionDataset):
         self.label_to_cat_id = [int(c["id"]) for c in cats]
         self.cat_id_to_label = {cid: i for i, cid in enumerate(self.label_to_cat_id)}
         self.bad = BadAnnotations(cfg.on_bad_annotation)
+        self.annotation_rules = cfg.annotation_rules
         records = self._parse(data, task)
         if cfg.check_images:
             records = self._check_files(records)
@@ -100,7 +120,8 @@ class CocoDataset(DetectionDataset):
             records = [r for r in records if r.num_non_crowd > 0]
         self.bad.log_summary(f"coco {self.ann_file.name}")
         super().__init__(records, [c["name"] for c in cats], cfg.pipeline, train=train, task=task,
-                         landmarks=cfg.landmarks, with_masks=cfg.with_masks, aug_seed=cfg.aug_seed)
+                         landmarks=cfg.landmarks, with_masks=cfg.with_masks, aug_seed=cfg.aug_seed,
+                         extra_fields=extra_fields)
         self._coco_gt: Any = None
         self.semantic_dir: Path | None = None
 
@@ -113,31 +134,63 @@ class CocoDataset(DetectionDataset):
         return image, targets
 
     def coco_gt(self) -> Any:
-        """The annotation file as a pycocotools ``COCO`` (loaded once, in the calling process)."""
+        """The ground truth the dataset keeps, as a pycocotools ``COCO`` (built once, in the calling process).
+
+        Exactly the images of the dataset and the annotations that passed its checks (the same filters as
+        loading): an annotation reported as skipped is not scored either. Source: :func:`gt_dict`.
+        """
         if self._coco_gt is None:
-            self._coco_gt = quiet_coco(self.ann_file)
+            gt = gt_dict(self)
+            dropped = len(self.bad.skipped)
+            if dropped:
+                log.warning("coco %s: evaluating against the %d annotations on %d images the dataset keeps; %d "
+                            "annotation(s) or polygon part(s) of the file were dropped: %s", self.ann_file.name,
+                            len(gt["annotations"]), len(gt["images"]), dropped, self.bad.reason_counts())
+            self._coco_gt = quiet_coco(gt)
         return self._coco_gt
 
     # --- parsing ----------------------------------------------------------------------------------------
 
     def _parse(self, data: dict, task: str) -> list[ImageRecord]:
+        """Records of the usable annotations; ``annotation_rules: mutualguide`` then drops what the MutualGuide
+        reader drops (training only: evaluation scores :func:`gt_dict`, built from :meth:`usable_annotations`)."""
+        pose = task.startswith("pose")
+        records = []
+        for image_id, (file_name, h, w, anns) in self.usable_annotations(data, task).items():
+            if self.annotation_rules == "mutualguide":
+                anns = [a for a in anns if mutualguide_keeps(a["bbox"], a.get("area", 1.0), w, h)]
+            records.append(self._record(image_id, file_name, h, w, anns, pose))
+        return records
+
+    def usable_annotations(self, data: dict, task: str) -> dict[int, tuple[str, int, int, list[dict]]]:
+        """``{image id: (file_name, height, width, [annotations that pass the checks])}`` of a COCO dict.
+
+        Bad annotations go to ``self.bad`` (raise or skip). Bad polygon components are removed from the
+        annotation dicts in place.
+        """
         src = str(self.ann_file)
         images = {}
         for img in data["images"]:
             try:
                 images[int(img["id"])] = (str(img["file_name"]), int(img["height"]), int(img["width"]))
             except (KeyError, TypeError, ValueError) as err:
-                raise DataError(f"{src}: image entry {img.get('id', '?')} lacks a valid {err}") from None
-        by_image = group_by_image(data["annotations"])
+                ident = img.get("id", "?") if isinstance(img, dict) else repr(img)
+                raise DataError(f"{src}: image entry {ident} lacks a valid {err}") from None
+        annotations = []
+        for ann in data["annotations"]:
+            if not isinstance(ann, dict) or not isinstance(ann.get("image_id"), int):
+                got = ann.get("image_id") if isinstance(ann, dict) else ann
+                ident = ann.get("id", "?") if isinstance(ann, dict) else "?"
+                self.bad.report(src, ident, f"has no integer image_id (got {got!r})")
+                continue
+            annotations.append(ann)
+        by_image = group_by_image(annotations)
         for image_id in sorted(set(by_image) - set(images)):
             for ann in by_image[image_id]:
                 self.bad.report(src, ann.get("id", "?"), f"refers to image_id {image_id}, not in 'images'")
         pose = task.startswith("pose")
-        records = []
-        for image_id, (file_name, h, w) in images.items():
-            anns = [a for a in by_image.get(image_id, []) if self._usable(a, h, w, pose)]
-            records.append(self._record(image_id, file_name, h, w, anns, pose))
-        return records
+        return {image_id: (file_name, h, w, [a for a in by_image.get(image_id, []) if self._usable(a, h, w, pose)])
+                for image_id, (file_name, h, w) in images.items()}
 
     def _usable(self, ann: dict, h: int, w: int, pose: bool) -> bool:
         """Check one annotation; bad polygon components are removed in place (a copy of the segmentation)."""
@@ -147,12 +200,14 @@ class CocoDataset(DetectionDataset):
                 self.bad.report(src, ann_id, f"unknown category_id {ann.get('category_id')!r}")
             return False
         bbox = ann.get("bbox")
-        if not isinstance(bbox, list) or len(bbox) != 4:
+        if (not isinstance(bbox, list) or len(bbox) != 4
+                or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox)):
             self.bad.report(src, ann_id, f"bbox {bbox!r} is not a list of 4 numbers")
             return False
+        area = ann.get("area", 1.0)
         reason = check_box(*(float(v) for v in bbox), w, h)
-        if reason is None and float(ann.get("area", 1.0)) <= 0:
-            reason = f"area {ann.get('area')} <= 0"
+        if reason is None and (not isinstance(area, int | float) or area <= 0):
+            reason = f"area {area!r} is not a positive number"
         if reason is not None:
             self.bad.report(src, ann_id, reason)
             return False
@@ -174,8 +229,10 @@ class CocoDataset(DetectionDataset):
             return False
         if pose:
             kp = ann.get("keypoints")
-            if not isinstance(kp, list) or len(kp) != 51:
-                self.bad.report(src, ann_id, f"keypoints must hold 51 numbers, got {len(kp) if kp else kp!r}")
+            if (not isinstance(kp, list) or len(kp) != 51
+                    or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in kp)):
+                got = f"{len(kp)} values" if isinstance(kp, list) and len(kp) != 51 else repr(kp)[:60]
+                self.bad.report(src, ann_id, f"keypoints must hold 51 numbers, got {got}")
                 return False
         return True
 
@@ -189,7 +246,8 @@ class CocoDataset(DetectionDataset):
         return ImageRecord(
             image_id=image_id, file=self.img_dir / file_name, height=h, width=w, boxes=boxes,
             labels=np.array([self.cat_id_to_label[a["category_id"]] for a in anns], dtype=np.int64),
-            iscrowd=np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool),
+            iscrowd=np.array([bool(a.get("iscrowd", 0)) and self.annotation_rules != "mutualguide" for a in anns],
+                             dtype=bool),  # the MutualGuide reader trains on crowd boxes as objects
             ann_ids=np.array([int(a.get("id", -1)) for a in anns], dtype=np.int64),
             segms=[a.get("segmentation") for a in anns],
             keypoints=np.array([a["keypoints"] for a in anns], dtype=np.float32).reshape(n, 17, 3) if pose else None,
@@ -208,14 +266,54 @@ class CocoDataset(DetectionDataset):
         return [r for r in records if id(r) not in gone]
 
 
-def build_coco(cfg: CocoDatasetConfig, *, root: Path, train: bool, task: str,
-               registry: Registry | None = None) -> CocoDataset:
-    """Dataset factory (``lsvr_core.specs``): paths resolved against ``root`` (``data.root``)."""
+def gt_dict(dataset: CocoDataset) -> dict[str, Any]:
+    """The COCO ground-truth dict of what ``dataset`` keeps, for pycocotools.
+
+    The annotation file is read again and put through the dataset's own checks (quietly: they were reported
+    when the dataset was built); only the dataset's images (after ``check_images`` / ``filter_empty``) and the
+    annotations that pass are kept. Fields COCOeval needs and the file may omit are filled in: ``id``
+    (negative, unique), ``area`` (box area), ``iscrowd`` (0) and, for keypoints, ``num_keypoints``.
+    """
+    data = load_json(dataset.ann_file)
+    kept_images = {r.image_id for r in dataset.records}
+    reported, dataset.bad = dataset.bad, BadAnnotations("skip")
+    try:
+        usable = dataset.usable_annotations(data, dataset.task)
+    finally:
+        dataset.bad = reported
+    anns = []
+    for image_id, (_, _, _, image_anns) in usable.items():
+        if image_id not in kept_images:
+            continue
+        for ann in image_anns:
+            ann = dict(ann)
+            ann.setdefault("id", -1 - len(anns))
+            ann.setdefault("area", float(ann["bbox"][2]) * float(ann["bbox"][3]))
+            ann.setdefault("iscrowd", 0)
+            if isinstance(ann.get("keypoints"), list):
+                ann.setdefault("num_keypoints", sum(1 for v in ann["keypoints"][2::3] if v > 0))
+            anns.append(ann)
+    cat_ids = set(dataset.label_to_cat_id)
+    return {"images": [img for img in data["images"] if int(img["id"]) in kept_images], "annotations": anns,
+            "categories": [c for c in data["categories"] if c["id"] in cat_ids]}
+
+
+def build_coco(cfg: CocoDatasetConfig, *, root: Path, train: bool, task: str, registry: Registry | None = None,
+               annotations: bool = True) -> CocoDataset | DetectionDataset:
+    """Dataset factory (``lsvr_core.specs``): paths resolved against ``root`` (``data.root``).
+
+    ``annotations=False`` (``lsvr predict`` with class names from the checkpoint): no file is read; the
+    dataset is empty and only provides the test-time pipeline (``prepare``).
+    """
+    extra_fields = resolve_extra_fields(cfg.extra_fields, registry, cfg.type)
+    if not annotations:
+        return DetectionDataset([], [], cfg.pipeline, train=False, task=task, landmarks=cfg.landmarks,
+                                with_masks=cfg.with_masks, extra_fields=extra_fields)
     base = resolve(root, cfg.root)
     default_ann = f"annotations/{'person_keypoints' if task.startswith('pose') else 'instances'}_{cfg.split}.json"
     ann_file = resolve(base, cfg.ann_file or default_ann)
     img_dir = resolve(base, cfg.img_dir or cfg.split)
-    dataset = CocoDataset(ann_file, img_dir, task=task, train=train, cfg=cfg)
+    dataset = CocoDataset(ann_file, img_dir, task=task, train=train, cfg=cfg, extra_fields=extra_fields)
     if cfg.semantic_dir:
         dataset.semantic_dir = resolve(base, cfg.semantic_dir)
         if not dataset.semantic_dir.is_dir():

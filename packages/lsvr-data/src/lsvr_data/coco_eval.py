@@ -2,25 +2,21 @@
 
 Predictions carry contiguous labels; they are mapped back to category ids with the dataset's
 ``label_to_cat_id``. Only the image ids the evaluator saw (through :meth:`CocoEvaluator.process`, possibly with
-zero detections, or :meth:`CocoEvaluator.register_image_ids`) are scored. Segmentations come from
-``Predictions.masks`` (probabilities >= 0.5, or bool) or, failing that, ``Predictions.contours`` (polygon ->
-RLE at the original size, LSNet spec §6 step 6). Keypoints from ``Predictions.keypoints`` (N, 17, 3), scored
-with the box score.
+zero detections, or :meth:`CocoEvaluator.register_image_ids`) are scored. Predictions become COCO results
+records through core's one results writer (``lsvr_core.api.predictions_to_results``, also used by
+``lsvr predict``): segmentations from masks or contours as RLE, keypoints (N, 17, 3).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-import torch
-from lsvr_core.api import DataError, Predictions, Registry
-from pycocotools import mask as mask_utils
+from lsvr_core.api import DataError, Predictions, Registry, predictions_to_results
 
+from lsvr_data import coco_backends
 from lsvr_data.config import CocoEvaluatorConfig
 
 log = logging.getLogger("lsvr_data")
@@ -37,32 +33,29 @@ def stat_names(iou_type: str) -> tuple[str, ...]:
 
 
 def run_cocoeval(coco_gt: Any, results: list[dict] | str, iou_type: str, img_ids: Sequence[int] | None = None,
-                 ) -> tuple[dict[str, float], Any]:
-    """Run COCOeval quietly.
+                 backend: str = "pycocotools", backend_gt: Any = None) -> tuple[dict[str, float], Any]:
+    """Run COCOeval quietly with one of the :mod:`lsvr_data.coco_backends`.
 
     Args:
-        coco_gt: pycocotools ``COCO`` ground truth.
+        coco_gt: pycocotools ``COCO`` ground truth (its ``dataset`` dict feeds the other backends).
         results: COCO result dicts, or the path of a results JSON.
         iou_type: ``bbox``, ``segm`` or ``keypoints``.
         img_ids: restrict scoring to these image ids (default: all of ``coco_gt``).
+        backend: ``auto``, ``pycocotools``, ``faster_coco_eval`` or ``hotcoco`` (identical stats).
+        backend_gt: the backend's ground truth built once by :func:`lsvr_data.coco_backends.load_gt` (optional
+            cache; built from ``coco_gt`` when None).
     Returns:
         ({stat name: value}, the COCOeval object, or None when there were no results: then every stat is 0).
     """
-    from pycocotools.cocoeval import COCOeval
-
     names = stat_names(iou_type)
     if isinstance(results, list) and not results:
         return {n: 0.0 for n in names}, None
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        coco_dt = coco_gt.loadRes(results)
-        ev = COCOeval(coco_gt, coco_dt, iou_type)
-        if img_ids is not None:
-            ev.params.imgIds = sorted(int(i) for i in img_ids)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    log.debug("COCOeval %s:\n%s", iou_type, out.getvalue())
-    return {n: float(v) for n, v in zip(names, ev.stats, strict=True)}, ev
+    backend = coco_backends.resolve_backend(backend)
+    if backend_gt is None:
+        backend_gt = coco_gt if backend == "pycocotools" else coco_backends.load_gt(coco_gt.dataset, backend)
+    stats, ev = coco_backends.evaluate(backend_gt, results, iou_type, backend, img_ids)
+    log.debug("COCOeval %s (%s): %s", iou_type, backend, stats)
+    return {n: float(v) for n, v in zip(names, stats, strict=True)}, ev
 
 
 def per_class_ap(ev: Any, class_names: Sequence[str], label_to_cat_id: Sequence[int]) -> dict[str, float]:
@@ -78,62 +71,6 @@ def per_class_ap(ev: Any, class_names: Sequence[str], label_to_cat_id: Sequence[
     return out
 
 
-def predictions_to_results(pred: Predictions, label_to_cat_id: Sequence[int], iou_types: Iterable[str],
-                           image_hw: tuple[int, int], max_dets: int = 100) -> list[dict]:
-    """COCO result dicts of one image's original-frame predictions.
-
-    Raises:
-        DataError: an iou type needs a field the predictions lack (segm: masks or contours; keypoints).
-    """
-    if pred.frame != "original":
-        raise DataError(f"image {pred.image_id}: the coco evaluator needs original-frame predictions "
-                        "(call Predictions.to_original first)")
-    n = len(pred)
-    if n == 0:
-        return []
-    order = pred.scores.detach().float().cpu().argsort(descending=True)[:max_dets]
-    boxes = pred.boxes.detach().float().cpu()[order].numpy()
-    scores = pred.scores.detach().float().cpu()[order].numpy()
-    labels = pred.labels.detach().cpu()[order].numpy()
-    iou_types = set(iou_types)
-    rles = _segmentations(pred, order.numpy(), image_hw) if "segm" in iou_types else None
-    kps = None
-    if "keypoints" in iou_types:
-        if pred.keypoints is None:
-            raise DataError(f"image {pred.image_id}: keypoints evaluation needs Predictions.keypoints")
-        kps = pred.keypoints.detach().float().cpu()[order].numpy()
-    results = []
-    for i in range(len(order)):
-        x1, y1, x2, y2 = (float(v) for v in boxes[i])
-        res = {"image_id": int(pred.image_id), "category_id": int(label_to_cat_id[int(labels[i])]),
-               "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(scores[i])}
-        if rles is not None:
-            res["segmentation"] = rles[i]
-        if kps is not None:
-            k = kps[i].copy()
-            k[:, 2] = scores[i]
-            res["keypoints"] = [float(v) for v in k.reshape(-1)]
-        results.append(res)
-    return results
-
-
-def _segmentations(pred: Predictions, order: np.ndarray, image_hw: tuple[int, int]) -> list[dict]:
-    h, w = image_hw
-    if pred.masks is not None:
-        masks = pred.masks.detach().cpu()[order]
-        masks = masks if masks.dtype == torch.bool else masks >= 0.5
-        arr = np.asfortranarray(masks.numpy().astype(np.uint8).transpose(1, 2, 0))
-        rles = mask_utils.encode(arr)
-    elif pred.contours is not None:
-        polys = pred.contours.detach().float().cpu()[order].numpy().reshape(len(order), -1)
-        rles = [mask_utils.merge(mask_utils.frPyObjects([p.astype(np.float64).tolist()], h, w)) for p in polys]
-    else:
-        raise DataError(f"image {pred.image_id}: segm evaluation needs Predictions.masks or Predictions.contours")
-    for rle in rles:
-        rle["counts"] = rle["counts"].decode("ascii")
-    return list(rles)
-
-
 class CocoEvaluator:
     """Accumulate predictions, then COCOeval per iou type.
 
@@ -142,16 +79,20 @@ class CocoEvaluator:
         label_to_cat_id: contiguous label -> COCO category id.
         iou_types: subset of ``bbox``, ``segm``, ``keypoints``.
         class_names: names for per-class keys (``<iou_type>/AP_<name>``), when ``per_class``.
+        backend: COCOeval implementation (:mod:`lsvr_data.coco_backends`; ``auto`` = fastest installed).
     """
 
     def __init__(self, coco_gt: Any, label_to_cat_id: Sequence[int], iou_types: Sequence[str], *,
-                 class_names: Sequence[str] | None = None, per_class: bool = False, max_dets: int = 100) -> None:
+                 class_names: Sequence[str] | None = None, per_class: bool = False, max_dets: int = 100,
+                 backend: str = "auto") -> None:
         self.coco_gt = coco_gt
         self.label_to_cat_id = list(label_to_cat_id)
         self.iou_types = list(iou_types)
         self.class_names = list(class_names) if class_names else [str(c) for c in self.label_to_cat_id]
         self.per_class = per_class
         self.max_dets = max_dets
+        self.backend = coco_backends.resolve_backend(backend)
+        self._backend_gt: Any = None  # built on first evaluate, reused by later evaluations
         self.reset()
 
     def reset(self) -> None:
@@ -170,8 +111,9 @@ class CocoEvaluator:
                 raise DataError(f"prediction for image id {image_id}, which the ground truth does not contain")
             self.image_ids.add(image_id)
             info = self.coco_gt.imgs[image_id]
-            self.results.extend(predictions_to_results(pred, self.label_to_cat_id, self.iou_types,
-                                                       (int(info["height"]), int(info["width"])), self.max_dets))
+            self.results.extend(predictions_to_results(
+                pred, (int(info["height"]), int(info["width"])), category_ids=self.label_to_cat_id,
+                iou_types=self.iou_types, max_dets=self.max_dets))
 
     def evaluate(self) -> dict[str, float]:
         """``{"<iou_type>/<stat>": value}`` over the processed images (stats are 0 with no detections)."""
@@ -180,7 +122,11 @@ class CocoEvaluator:
             log.warning("coco evaluator: no image was processed; returning no metrics")
             return metrics
         for iou_type in self.iou_types:
-            stats, ev = run_cocoeval(self.coco_gt, self.results, iou_type, sorted(self.image_ids))
+            if self._backend_gt is None:
+                self._backend_gt = (self.coco_gt if self.backend == "pycocotools"
+                                    else coco_backends.load_gt(self.coco_gt.dataset, self.backend))
+            stats, ev = run_cocoeval(self.coco_gt, self.results, iou_type, sorted(self.image_ids),
+                                     backend=self.backend, backend_gt=self._backend_gt)
             metrics.update({f"{iou_type}/{k}": v for k, v in stats.items()})
             if self.per_class and ev is not None:
                 for name, ap in per_class_ap(ev, self.class_names, self.label_to_cat_id).items():
@@ -201,4 +147,4 @@ def build_coco_evaluator(cfg: CocoEvaluatorConfig, *, dataset: Any, task: str,
     iou_types = cfg.iou_types or DEFAULT_IOU_TYPES.get(task, ["bbox"])
     return CocoEvaluator(dataset.coco_gt(), dataset.label_to_cat_id, iou_types,
                          class_names=getattr(dataset, "classes", None), per_class=cfg.per_class,
-                         max_dets=cfg.max_dets)
+                         max_dets=cfg.max_dets, backend=cfg.backend)

@@ -33,7 +33,7 @@ class PipelineConfig(BaseModel):
     short_side_range: tuple[int, int] | None = Field(
         None, description="train only: short side drawn uniformly from [lo, hi] (long edge still <= scale[0])"
     )
-    square_size: int = Field(320, gt=0, description="square: output is square_size x square_size (no keep ratio)")
+    square_size: int = Field(320, gt=0, le=16384, description="square: output is square_size x square_size (no keep ratio)")
     flip_prob: float = Field(0.5, ge=0, le=1, description="train only: horizontal flip probability")
     ssd_aug: bool = Field(False, description="train only: SSD photometric distortion, expand and IoU crop")
     expand_prob: float = Field(0.6, ge=0, le=1, description="ssd_aug: probability of the expand (zoom-out) step")
@@ -41,19 +41,32 @@ class PipelineConfig(BaseModel):
     fill: tuple[float, float, float] = Field(
         (123.0, 117.0, 104.0), description="ssd_aug: RGB fill of the expanded canvas (MutualGuide mean)"
     )
+    mg_v2_aug: bool = Field(
+        False, description="train only, needs resize: square: the MutualGuide v2 (HEAD) augmentation: pre-resize to "
+        "square_size, photometric distortion, combined crop/expand (p 0.75), flip, resize"
+    )
 
     @model_validator(mode="after")
     def _check_ranges(self) -> PipelineConfig:
         if self.short_side_range is not None and self.short_side_range[0] > self.short_side_range[1]:
             raise ValueError(f"short_side_range {self.short_side_range}: lo must be <= hi")
-        if min(self.scale) <= 0:
-            raise ValueError(f"scale {self.scale} must be positive")
+        if min(self.scale) <= 0 or max(self.scale) > 16384:
+            raise ValueError(f"scale {self.scale} must be positive pixel sizes <= 16384")
+        if self.short_side_range is not None and not 0 < self.short_side_range[0] <= self.short_side_range[1] <= 16384:
+            raise ValueError(f"short_side_range {self.short_side_range} must be pixel sizes in (0, 16384]")
+        if self.mg_v2_aug and (self.resize != "square" or self.ssd_aug):
+            raise ValueError("mg_v2_aug needs resize: square and ssd_aug: false")
         return self
 
 
 class _DatasetCommon(DatasetConfig):
     pipeline: PipelineConfig = PipelineConfig()
-    landmarks: bool = Field(False, description="fill extreme_points (N,4,2) and contours (N,36,2) (always for segm)")
+    landmarks: bool = Field(
+        False, description="fill extras extreme_points (N,4,2) and contours (N,36,2) (always for segm)"
+    )
+    extra_fields: list[str] = Field(
+        [], description="declared target fields (lsvr_target_fields) computed by their derive function per item"
+    )
     with_masks: bool = Field(False, description="fill masks (N,H,W) uint8 at the transformed image size")
     on_bad_annotation: BadAnnotationPolicy = Field(
         "skip", description="degenerate boxes/polygons: 'skip' (counted, logged warning) or 'error' (DataError)"
@@ -79,6 +92,18 @@ class CocoDatasetConfig(_DatasetCommon):
     semantic_dir: str | None = Field(
         None, description="folder of per-image semantic PNGs (COCO-stuff stuffthingmaps/<split>, relative to root) "
                           "loaded into Targets.semantic for heads with a semantic branch (htc)")
+    annotation_rules: Literal["mmdet", "mutualguide"] = Field(
+        "mmdet",
+        description="'mmdet': crowd boxes kept as crowd regions, boxes under 1 px dropped; 'mutualguide' (the "
+        "MutualGuide v1 reader, spec §5): crowd boxes become ordinary objects of their class and boxes whose "
+        "clipped inclusive width or height is 6 px or less are dropped",
+    )
+
+    def known_num_classes(self, task: str) -> int | None:
+        """80 (instances) or 1 (person keypoints) for the default COCO annotation files; None for others."""
+        if self.ann_file is not None:
+            return None
+        return 1 if task.startswith("pose") else 80
 
 
 class VocDatasetConfig(_DatasetCommon):
@@ -94,6 +119,9 @@ class VocDatasetConfig(_DatasetCommon):
     difficult_as_crowd: bool = Field(False, description="mark difficult objects iscrowd (ignored by assigners)")
     check_images: bool = True
 
+    def known_num_classes(self, task: str) -> int:
+        return 20
+
     @field_validator("sets", mode="before")
     @classmethod
     def _years_as_text(cls, value: object) -> object:
@@ -108,11 +136,14 @@ class SyntheticDatasetConfig(_DatasetCommon):
 
     type: Literal["synthetic"] = "synthetic"
     split: Literal["train", "val"] = "train"
-    num_images: int = Field(256, gt=0)
-    image_size: int = Field(128, ge=32, description="square images of this side, pixels")
+    num_images: int = Field(256, gt=0, le=1_000_000)
+    image_size: int = Field(128, ge=32, le=8192, description="square images of this side, pixels")
     seed: int = 0
-    max_objects: int = Field(4, ge=1)
+    max_objects: int = Field(4, ge=1, le=100)
     pipeline: PipelineConfig = PipelineConfig(resize="none")
+
+    def known_num_classes(self, task: str) -> int:
+        return 4  # rectangle, ellipse, triangle, star (lsvr_data.synthetic.CLASSES)
 
 
 class CocoEvaluatorConfig(EvaluatorConfig):
@@ -120,8 +151,11 @@ class CocoEvaluatorConfig(EvaluatorConfig):
 
     type: Literal["coco"] = "coco"
     iou_types: list[Literal["bbox", "segm", "keypoints"]] | None = None
-    per_class: bool = Field(False, description="also report <iou_type>/AP_<class name>")
+    per_class: bool = Field(True, description="also report <iou_type>/AP_<class name> (log and metrics.jsonl)")
     max_dets: int = Field(100, gt=0, description="detections kept per image (highest scores)")
+    backend: Literal["auto", "pycocotools", "faster_coco_eval", "hotcoco"] = Field(
+        "auto", description="COCOeval implementation: auto = fastest installed (hotcoco, faster_coco_eval, "
+        "pycocotools); all give identical stats")
 
 
 class VocEvaluatorConfig(EvaluatorConfig):
@@ -129,4 +163,4 @@ class VocEvaluatorConfig(EvaluatorConfig):
 
     type: Literal["voc"] = "voc"
     use_07_metric: bool = True
-    per_class: bool = False
+    per_class: bool = Field(True, description="also report voc/AP50_<class name> (log and metrics.jsonl)")

@@ -7,6 +7,7 @@ import argparse
 from lsvr_core.api import ComponentSpec, hookimpl
 
 from lsvr_data import config as c
+from lsvr_data import fields
 
 _TASKS = ("bbox", "segm", "pose_bbox", "pose_kbox")
 
@@ -34,16 +35,40 @@ def lsvr_evaluators() -> list[ComponentSpec]:
 
 
 @hookimpl
+def lsvr_target_fields() -> list:
+    return list(fields.DECLARED)
+
+
+@hookimpl
 def lsvr_add_commands(subparsers: argparse._SubParsersAction) -> None:  # noqa: SLF001
     p = subparsers.add_parser("eval-results", help="score a COCO results JSON against a COCO ground-truth JSON")
     p.add_argument("gt_json", metavar="GT_JSON")
     p.add_argument("results_json", metavar="RESULTS_JSON")
     p.add_argument("--iou-type", choices=("bbox", "segm", "keypoints"), default="bbox")
+    p.add_argument("--backend", choices=("auto", "pycocotools", "faster_coco_eval", "hotcoco"), default="auto",
+                   help="COCOeval implementation (identical stats; auto = fastest installed)")
     p.add_argument("--json", action="store_true", help="print the stats as one JSON object")
 
     def run(args: argparse.Namespace) -> int:
         from lsvr_data.cli import eval_results
 
-        return eval_results(args.gt_json, args.results_json, args.iou_type, as_json=args.json)
+        return eval_results(args.gt_json, args.results_json, args.iou_type, as_json=args.json,
+                            backend=args.backend)
 
     p.set_defaults(func=run)
+
+    d = subparsers.add_parser("data", help="dataset utilities (data check)")
+    dsub = d.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+    c = dsub.add_parser("check", help="decode every image and validate every annotation of a config's datasets")
+    c.add_argument("config", help="YAML file or recipe (namespace:name)")
+    c.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a dotted config key to a YAML value (repeatable)")
+
+    def check(args: argparse.Namespace) -> int:
+        from lsvr_core.api import load_config
+        from lsvr_data.check import data_check
+
+        args.manager.raise_for_failures()
+        return data_check(load_config(args.config, args.manager, args.override), args.manager)
+
+    c.set_defaults(func=check)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,14 +82,22 @@ class BadAnnotations:
         self.skipped.append((source, ann_id, reason))
         log.debug("%s: skipped annotation %s: %s", source, ann_id, reason)
 
+    def reason_counts(self) -> str:
+        """The skipped annotations counted by kind of reason, e.g. ``2 x degenerate bbox, 1 x unknown category_id``."""
+        counts: dict[str, int] = {}
+        for _, _, reason in self.skipped:
+            kind = re.split(r"[\[(]|\s-?\d|\s'", reason, maxsplit=1)[0].strip() or reason
+            counts[kind] = counts.get(kind, 0) + 1
+        return ", ".join(f"{n} x {kind}" for kind, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
     def log_summary(self, name: str) -> None:
         """One warning with the count and the first few (annotation id, reason) pairs."""
         if not self.skipped:
             return
         first = "; ".join(f"id {a}: {r}" for _, a, r in self.skipped[:5])
         more = f" (and {len(self.skipped) - 5} more)" if len(self.skipped) > 5 else ""
-        log.warning("%s: skipped %d bad annotation(s) in %s: %s%s", name, len(self.skipped),
-                    self.skipped[0][0], first, more)
+        log.warning("%s: skipped %d bad annotation(s) in %s (%s): %s%s", name, len(self.skipped),
+                    self.skipped[0][0], self.reason_counts(), first, more)
 
 
 def check_box(x: float, y: float, w: float, h: float, img_w: int, img_h: int) -> str | None:
@@ -118,5 +127,5 @@ def check_polygon(component: Any) -> str | None:
 def group_by_image(annotations: list[dict], key: str = "image_id") -> dict[int, list[dict]]:
     out: dict[int, list[dict]] = {}
     for ann in annotations:
-        out.setdefault(ann[key], []).append(ann)
+        out.setdefault(ann.get(key), []).append(ann)
     return out

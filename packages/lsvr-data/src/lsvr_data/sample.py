@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from lsvr_core.api import Targets
+from lsvr_core.api import ExtraFields, Targets, field_affine, field_clip, field_hflip
 from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from lsvr_data.landmarks import CONTOUR_FLIP_PERM, EXTREME_FLIP_PERM, KEYPOINT_FLIP_PERM
+from lsvr_data.fields import BOXES, KEYPOINTS, POLYGONS
 
 
 @dataclass
@@ -28,12 +28,12 @@ class Sample:
     Attributes:
         image: (3, H, W) uint8 RGB.
         boxes: (N, 4) float32 xyxy pixels.
-        labels: (N,) int64; iscrowd, difficult: (N,) bool; ann_ids: (N,) int64.
+        labels: (N,) int64; iscrowd: (N,) bool; ann_ids: (N,) int64.
         keypoints: (N, 17, 3) float32 (x, y, v); points with v == 0 are kept at (0, 0).
-        extreme_points: (N, 4, 2) float32 (top, left, bottom, right).
-        contours: (N, 36, 2) float32.
         polygons: per instance a list of (P, 2) float32 tensors.
         masks: (N, H, W) uint8.
+        extras: declared per-instance fields (``difficult``, ``extreme_points``, ``contours``, a plugin's own),
+            transformed by their declared kind.
         scale: accumulated (sx, sy) from the original file; flipped: net horizontal flip.
     """
 
@@ -44,15 +44,12 @@ class Sample:
     ann_ids: Tensor
     image_id: int
     orig_size: tuple[int, int]
-    difficult: Tensor | None = None
     keypoints: Tensor | None = None
-    extreme_points: Tensor | None = None
-    contours: Tensor | None = None
     polygons: list[list[Tensor]] | None = None
     masks: Tensor | None = None
     scale: tuple[float, float] = (1.0, 1.0)
     flipped: bool = False
-    extra: dict = field(default_factory=dict)
+    extras: ExtraFields = field(default_factory=ExtraFields)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -64,24 +61,18 @@ class Sample:
 
     # --- geometry ---------------------------------------------------------------------------------------
 
-    def _map_points(self, fn) -> None:  # noqa: ANN001
-        """Apply ``fn((..., 2) xy) -> (..., 2)`` to every point set (unlabelled keypoints stay at 0)."""
-        self.boxes = fn(self.boxes.reshape(-1, 2, 2)).reshape(-1, 4)
-        if self.extreme_points is not None:
-            self.extreme_points = fn(self.extreme_points)
-        if self.contours is not None:
-            self.contours = fn(self.contours)
+    def _geometry(self, fn) -> None:  # noqa: ANN001
+        """Apply ``fn(spec, value) -> value`` to every geometric field, core's and the declared extras."""
+        self.boxes = fn(BOXES, self.boxes)
         if self.keypoints is not None:
-            kp = self.keypoints.clone()
-            kp[..., :2] = fn(kp[..., :2])
-            kp[..., :2] *= (kp[..., 2:] > 0).to(kp.dtype)
-            self.keypoints = kp
+            self.keypoints = fn(KEYPOINTS, self.keypoints)
         if self.polygons is not None:
-            self.polygons = [[fn(p) for p in inst] for inst in self.polygons]
+            self.polygons = fn(POLYGONS, self.polygons)
+        self.extras = self.extras.map(fn)
 
     def affine(self, sx: float, sy: float, tx: float = 0.0, ty: float = 0.0) -> None:
         """Points: x -> x * sx + tx, y -> y * sy + ty (the image is changed by the caller)."""
-        self._map_points(lambda p: p * p.new_tensor([sx, sy]) + p.new_tensor([tx, ty]))
+        self._geometry(lambda spec, v: field_affine(spec, v, sx, sy, tx, ty))
 
     def resize(self, height: int, width: int, interpolation: InterpolationMode = InterpolationMode.BILINEAR,
                antialias: bool = True) -> None:
@@ -96,26 +87,14 @@ class Sample:
         self.scale = (self.scale[0] * sx, self.scale[1] * sy)
 
     def hflip(self) -> None:
-        """Mirror x -> W - x; swap box x1/x2, left/right extreme points and keypoint pairs; contours keep their
-        orientation and start point (reverse order, point 0 stays first). Source: LSNet spec §7.3."""
+        """Mirror x -> W - x; swap box x1/x2 and every declared flip permutation (keypoint left/right pairs,
+        left/right extreme points; contours keep their orientation and start point: reverse order, point 0 stays
+        first). Source: LSNet spec §7.3."""
         w = self.size[1]
         self.image = TF.horizontal_flip(self.image)
         if self.masks is not None:
             self.masks = TF.horizontal_flip(self.masks)
-
-        def mirror(p: Tensor) -> Tensor:
-            out = p.clone()
-            out[..., 0] = w - out[..., 0]
-            return out
-
-        self._map_points(mirror)
-        self.boxes = self.boxes[:, [2, 1, 0, 3]]
-        if self.extreme_points is not None:
-            self.extreme_points = self.extreme_points[:, list(EXTREME_FLIP_PERM)]
-        if self.contours is not None:
-            self.contours = self.contours[:, list(CONTOUR_FLIP_PERM)]
-        if self.keypoints is not None:
-            self.keypoints = self.keypoints[:, list(KEYPOINT_FLIP_PERM)]
+        self._geometry(lambda spec, v: field_hflip(spec, v, w))
         self.flipped = not self.flipped
 
     def crop(self, x0: int, y0: int, x1: int, y1: int, keep: Tensor) -> None:
@@ -125,12 +104,6 @@ class Sample:
         if self.masks is not None:
             self.masks = self.masks[:, y0:y1, x0:x1]
         self.affine(1.0, 1.0, -x0, -y0)
-        w, h = x1 - x0, y1 - y0
-        if self.keypoints is not None:
-            kp = self.keypoints
-            outside = (kp[..., 0] < 0) | (kp[..., 0] > w) | (kp[..., 1] < 0) | (kp[..., 1] > h)
-            kp[..., 2][outside] = 0
-            kp[..., :2] *= (kp[..., 2:] > 0).to(kp.dtype)
         self.clip_points()
 
     def expand(self, height: int, width: int, left: int, top: int, fill: tuple[float, float, float]) -> None:
@@ -147,37 +120,29 @@ class Sample:
         self.affine(1.0, 1.0, left, top)
 
     def clip_points(self) -> None:
-        """Clamp boxes, extreme points, contours and polygons to the image ([0, W] x [0, H])."""
+        """Clamp boxes, polygons and 2-channel points to the image ([0, W] x [0, H]); keypoints (and other
+        3-channel points) outside it become unlabelled."""
         h, w = self.size
-        hi = torch.tensor([w, h], dtype=torch.float32)
-        clamp = lambda p: torch.minimum(p.clamp(min=0), hi.to(p.dtype))  # noqa: E731
-        self.boxes = clamp(self.boxes.reshape(-1, 2, 2)).reshape(-1, 4)
-        if self.extreme_points is not None:
-            self.extreme_points = clamp(self.extreme_points)
-        if self.contours is not None:
-            self.contours = clamp(self.contours)
-        if self.polygons is not None:
-            self.polygons = [[clamp(p) for p in inst] for inst in self.polygons]
+        self._geometry(lambda spec, v: field_clip(spec, v, h, w))
 
     def select(self, keep: Tensor) -> None:
         """Keep the instances selected by a bool mask (N,)."""
         idx = keep.nonzero().flatten().tolist()
-        for name in ("boxes", "labels", "iscrowd", "ann_ids", "difficult", "keypoints", "extreme_points",
-                     "contours", "masks"):
+        for name in ("boxes", "labels", "iscrowd", "ann_ids", "keypoints", "masks"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value[keep])
         if self.polygons is not None:
             self.polygons = [self.polygons[i] for i in idx]
+        self.extras = self.extras.select(keep)
 
     def to_targets(self) -> Targets:
         """The lsvr-core :class:`Targets` of this sample (input frame)."""
         return Targets(
             boxes=self.boxes.float(), labels=self.labels.long(), image_id=self.image_id, orig_size=self.orig_size,
             image_size=self.size, iscrowd=self.iscrowd.bool(), scale=self.scale, flipped=self.flipped,
-            polygons=self.polygons, masks=self.masks, keypoints=self.keypoints,
-            extreme_points=self.extreme_points, contours=self.contours, ann_ids=self.ann_ids.long(),
-            difficult=self.difficult,
+            polygons=self.polygons, masks=self.masks, keypoints=self.keypoints, ann_ids=self.ann_ids.long(),
+            extras=self.extras,
         )
 
 
@@ -188,4 +153,6 @@ def _clone(value):  # noqa: ANN001, ANN202
         return [_clone(v) for v in value]
     if isinstance(value, dict):
         return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, ExtraFields):
+        return value.clone()
     return value

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from lsvr_core.api import Registry
+from lsvr_core.api import Registry, TargetFieldSpec
 from PIL import Image, ImageDraw
 from torch import Tensor
 
-from lsvr_data.base import DetectionDataset
+from lsvr_data.base import DetectionDataset, resolve_extra_fields
 from lsvr_data.coco import quiet_coco
 from lsvr_data.config import SyntheticDatasetConfig
 from lsvr_data.landmarks import signed_area
@@ -121,7 +121,8 @@ class SyntheticDataset(DetectionDataset):
 
     name = "synthetic"
 
-    def __init__(self, cfg: SyntheticDatasetConfig, *, train: bool, task: str) -> None:
+    def __init__(self, cfg: SyntheticDatasetConfig, *, train: bool, task: str,
+                 extra_fields: tuple[TargetFieldSpec, ...] = ()) -> None:
         self.cfg = cfg
         size = cfg.image_size
         self._objects = [layout(cfg.seed, cfg.split, i, size, cfg.max_objects) for i in range(cfg.num_images)]
@@ -144,7 +145,7 @@ class SyntheticDataset(DetectionDataset):
             ann_id += n
         self.label_to_cat_id = list(range(1, len(CLASSES) + 1))
         super().__init__(records, list(CLASSES), cfg.pipeline, train=train, task=task, landmarks=cfg.landmarks,
-                         with_masks=cfg.with_masks, aug_seed=cfg.aug_seed)
+                         with_masks=cfg.with_masks, aug_seed=cfg.aug_seed, extra_fields=extra_fields)
         self._coco_gt: Any = None
 
     def load_image(self, record: ImageRecord) -> Tensor:
@@ -181,7 +182,8 @@ class SyntheticDataset(DetectionDataset):
 
 
 def build_synthetic(cfg: SyntheticDatasetConfig, *, root: Path, train: bool, task: str,
-                    registry: Registry | None = None) -> SyntheticDataset:
-    """Dataset factory (``root`` is unused: nothing is read from disk)."""
-    del root
-    return SyntheticDataset(cfg, train=train, task=task)
+                    registry: Registry | None = None, annotations: bool = True) -> SyntheticDataset:
+    """Dataset factory (``root`` and ``annotations`` are unused: nothing is read from disk)."""
+    del root, annotations
+    extra_fields = resolve_extra_fields(cfg.extra_fields, registry, cfg.type)
+    return SyntheticDataset(cfg, train=train, task=task, extra_fields=extra_fields)

@@ -5,7 +5,8 @@ All randomness comes from the ``torch.Generator`` passed in, so a dataset can ma
 
 Sources: LSNet spec §7.3 (keep-ratio resize with mmdet rounding, multi-scale short side, flip);
 MutualGuide spec §5 (SSD crop / photometric distortion / expand, square resize with a random interpolation,
-dropping boxes with normalised min side <= 0.01 and falling back to the un-augmented image).
+dropping boxes with normalised min side <= 0.01 and falling back to the un-augmented image) and §7 (the v2
+pre-resize, combined crop/expand, flip).
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ class Pipeline:
         if not self.train:
             self._resize(sample, gen, random=False)
             return sample
+        if cfg.mg_v2_aug:
+            return self._mg_v2(sample, gen)
         original = sample.clone() if cfg.ssd_aug else None
         if cfg.ssd_aug:
             self._ssd_crop(sample, gen)
@@ -168,6 +171,56 @@ class Pipeline:
         left = _randint(gen, 0, new_w - w)
         top = _randint(gen, 0, new_h - h)
         sample.expand(new_h, new_w, left, top, self.cfg.fill)
+
+    # --- MutualGuide v2 augmentation (spec §7 "Recipe") ------------------------------------------------
+
+    def _mg_v2(self, sample: Sample, gen: Generator) -> Sample:
+        """Pre-resize to the square size, photometric distortion, crop/expand with p 0.75, flip, resize
+        (``HEAD:data/coco.py:119-138``, ``HEAD:data/data_augment.py``)."""
+        self._resize(sample, gen, random=False)
+        self._photometric(sample, gen)
+        if float(torch.rand((), generator=gen)) < 0.75:
+            self._crop_expand_v2(sample, gen)
+        if self.cfg.flip_prob > 0 and float(torch.rand((), generator=gen)) < self.cfg.flip_prob:
+            sample.hflip()
+        self._resize(sample, gen, random=False)
+        return sample
+
+    def _crop_expand_v2(self, sample: Sample, gen: Generator, tries: int = 20) -> None:
+        """One window of the image, as fractions of its sides: height U(0.25, 1.75), width = height times or
+        divided by U(0.5, 1), centre U(0.25, 0.75) in both axes; the part inside the image is cropped and placed
+        where it lies in the window, on a canvas of the window's size filled with the image's mean value (one
+        grey level). A window is rejected if an object's box has an intersection-over-its-own-area in
+        (0.25, 0.75) with it, or if no box centre lies inside; boxes whose centre is inside are kept and clipped.
+        Up to 20 windows; if all are rejected the sample is unchanged (``HEAD:data/data_augment.py:11-95``)."""
+        h, w = sample.size
+        boxes = sample.boxes
+        if len(boxes) == 0:
+            return
+        nb = boxes / torch.tensor([w, h, w, h], dtype=boxes.dtype)
+        for _ in range(tries):
+            new_h = _uniform(gen, 0.25, 1.75)
+            ratio = _uniform(gen, 0.5, 1.0)
+            new_w = new_h * ratio if _randint(gen, 0, 1) else new_h / ratio
+            cy, cx = _uniform(gen, 0.25, 0.75), _uniform(gen, 0.25, 0.75)
+            top, left = cy - new_h / 2, cx - new_w / 2
+            roi = torch.tensor([max(0.0, left), max(0.0, top), min(1.0, left + new_w), min(1.0, top + new_h)])
+            inter = (torch.minimum(nb[:, 2:], roi[2:]) - torch.maximum(nb[:, :2], roi[:2])).clamp(min=0).prod(1)
+            iof = inter / (nb[:, 2:] - nb[:, :2]).prod(1).clamp(min=1e-12)
+            if bool(((iof > 0.25) & (iof < 0.75)).any()):
+                continue
+            centres = (nb[:, :2] + nb[:, 2:]) / 2
+            keep = ((centres > roi[:2]) & (centres < roi[2:])).all(1)
+            if not bool(keep.any()):
+                continue
+            x0, y0, x1, y1 = int(roi[0] * w), int(roi[1] * h), int(roi[2] * w), int(roi[3] * h)
+            off_x, off_y = int(max(0.0, -left) * w), int(max(0.0, -top) * h)
+            fill = float(sample.image.float().mean())
+            sample.crop(x0, y0, x1, y1, keep)
+            canvas_h = max(math.ceil(h * new_h), off_y + y1 - y0)
+            canvas_w = max(math.ceil(w * new_w), off_x + x1 - x0)
+            sample.expand(canvas_h, canvas_w, off_x, off_y, (fill, fill, fill))
+            return
 
     @staticmethod
     def _large_enough(sample: Sample) -> Tensor:

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lsvr_core.api import DataError, Registry
+from lsvr_core.api import DataError, Registry, TargetFieldSpec
 
-from lsvr_data.base import DetectionDataset, check_task, resolve
+from lsvr_data.base import DetectionDataset, check_task, resolve, resolve_extra_fields
 from lsvr_data.coco import quiet_coco
 from lsvr_data.config import VocDatasetConfig
 from lsvr_data.records import BadAnnotations, ImageRecord, check_box
@@ -64,12 +64,15 @@ def parse_voc_xml(xml: Path, image_id: int, image: Path, bad: BadAnnotations, fi
             bad.report(str(xml), ann_id, f"invalid bndbox: {err}")
             continue
         reason = check_box(xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1, width, height)
+        flag = (obj.findtext("difficult") or "0").strip()
+        if reason is None and flag not in ("0", "1"):
+            reason = f"<difficult>{flag}</difficult> is not 0 or 1"
         if reason is not None:
             bad.report(str(xml), ann_id, reason)
             continue
         boxes.append([xmin - 1, ymin - 1, xmax, ymax])
         labels.append(VOC_CLASSES.index(name))
-        difficult.append(int(obj.findtext("difficult") or 0) == 1)
+        difficult.append(flag == "1")
         ann_ids.append(first_ann_id + k)
     n = len(boxes)
     return ImageRecord(
@@ -93,7 +96,7 @@ class VocDataset(DetectionDataset):
     name = "voc"
 
     def __init__(self, devkit: Path, sets: list[tuple[str, str]], *, task: str, train: bool,
-                 cfg: VocDatasetConfig) -> None:
+                 cfg: VocDatasetConfig, extra_fields: tuple[TargetFieldSpec, ...] = ()) -> None:
         check_task(task, self.name)
         if task != "bbox":
             raise DataError(f"the voc dataset has boxes only; task {task!r} is not supported")
@@ -121,7 +124,8 @@ class VocDataset(DetectionDataset):
         self.bad.log_summary(f"voc {self.devkit}")
         self.label_to_cat_id = list(range(1, len(VOC_CLASSES) + 1))
         super().__init__(records, list(VOC_CLASSES), cfg.pipeline, train=train, task=task,
-                         landmarks=cfg.landmarks, with_masks=cfg.with_masks, aug_seed=cfg.aug_seed)
+                         landmarks=cfg.landmarks, with_masks=cfg.with_masks, aug_seed=cfg.aug_seed,
+                         extra_fields=extra_fields)
         self._coco_gt: Any = None
 
     def coco_gt_dict(self) -> dict:
@@ -148,7 +152,16 @@ class VocDataset(DetectionDataset):
         return self._coco_gt
 
 
-def build_voc(cfg: VocDatasetConfig, *, root: Path, train: bool, task: str,
-              registry: Registry | None = None) -> VocDataset:
-    """Dataset factory: ``cfg.root`` (the VOCdevkit folder) resolved against ``root`` (``data.root``)."""
-    return VocDataset(resolve(root, cfg.root), [tuple(s) for s in cfg.sets], task=task, train=train, cfg=cfg)
+def build_voc(cfg: VocDatasetConfig, *, root: Path, train: bool, task: str, registry: Registry | None = None,
+              annotations: bool = True) -> VocDataset | DetectionDataset:
+    """Dataset factory: ``cfg.root`` (the VOCdevkit folder) resolved against ``root`` (``data.root``).
+
+    ``annotations=False``: no file is read; an empty dataset with the test-time pipeline (``lsvr predict``).
+    """
+    extra_fields = resolve_extra_fields(cfg.extra_fields, registry, cfg.type)
+    if not annotations:
+        check_task(task, "voc")
+        return DetectionDataset([], list(VOC_CLASSES), cfg.pipeline, train=False, task=task,
+                                landmarks=cfg.landmarks, with_masks=cfg.with_masks, extra_fields=extra_fields)
+    return VocDataset(resolve(root, cfg.root), [tuple(s) for s in cfg.sets], task=task, train=train, cfg=cfg,
+                      extra_fields=extra_fields)

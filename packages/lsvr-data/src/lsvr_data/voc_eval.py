@@ -133,8 +133,9 @@ class VocEvaluator:
         for image_id in sorted(self.image_ids):
             t = self.dataset.targets(self.dataset.index_of(image_id))
             ignore = t.iscrowd.numpy().copy()
-            if t.difficult is not None:
-                ignore |= t.difficult.numpy()
+            difficult = t.extras.get("difficult")
+            if difficult is not None:
+                ignore |= difficult.numpy()
             labels, boxes = t.labels.numpy(), t.boxes.numpy()
             for c in range(len(self.dataset.classes)):
                 sel = labels == c

@@ -55,6 +55,10 @@ class LESAResNetBaseConfig(BackboneConfig):
         return self
 
 
+    def output_strides(self) -> dict[str, int]:
+        return {lv: 2 ** int(lv[1:]) for lv in self.out_levels}
+
+
 class LESAR50Config(LESAResNetBaseConfig):
     """LESA-ResNet-50 (LESA spec §2, Mask R-CNN config)."""
 

@@ -6,9 +6,9 @@ per-task value of the spec, resolved by the head when it is built.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from lsvr_core.api import AssignerConfig, FocalLossConfig, HeadConfig, LossConfig
+from lsvr_core.api import AssignerConfig, FocalLossConfig, HeadConfig, LossConfig, Slot
 from pydantic import Field
 
 TASKS: tuple[str, ...] = ("bbox", "segm", "pose_bbox", "pose_kbox")
@@ -63,15 +63,17 @@ class LSNetHeadConfig(HeadConfig):
         False, description="reproduce the reference's compounding offset scaling on the 3rd sampled level (§11.1)")
     pad_divisor: int = Field(32, gt=0, description="grid points inside each image padded to this are valid (§3)")
 
-    assigner_init: AssignerConfig = CentroidAssignerConfig()
-    assigner_refine: AssignerConfig = ATSSAssignerConfig()
-    loss_cls: LossConfig = FocalLossConfig()
-    loss_init: LossConfig = CrossIoULossConfig(loss_weight=1.0)
-    loss_refine: LossConfig = CrossIoULossConfig(loss_weight=2.0)
-    loss_box_init: LossConfig = Field(CrossIoULossConfig(loss_weight=0.1),
-                                      description="pose_bbox only: the box (border mid-point) branch, init stage")
-    loss_box_refine: LossConfig = Field(CrossIoULossConfig(loss_weight=0.2),
-                                        description="pose_bbox only: the box branch, refine stage")
+    # nested slots and the interface each calls (lsvr_core.hookspecs): the resolver offers only what fits
+    assigner_init: Annotated[AssignerConfig, Slot("point_assigner")] = CentroidAssignerConfig()
+    assigner_refine: Annotated[AssignerConfig, Slot("point_box_assigner")] = ATSSAssignerConfig()
+    loss_cls: Annotated[LossConfig, Slot("classification_loss")] = FocalLossConfig()
+    loss_init: Annotated[LossConfig, Slot("landmark_loss")] = CrossIoULossConfig(loss_weight=1.0)
+    loss_refine: Annotated[LossConfig, Slot("landmark_loss")] = CrossIoULossConfig(loss_weight=2.0)
+    loss_box_init: Annotated[LossConfig, Slot("landmark_loss")] = Field(
+        CrossIoULossConfig(loss_weight=0.1),
+        description="pose_bbox only: the box (border mid-point) branch, init stage")
+    loss_box_refine: Annotated[LossConfig, Slot("landmark_loss")] = Field(
+        CrossIoULossConfig(loss_weight=0.2), description="pose_bbox only: the box branch, refine stage")
 
     nms_pre: int | None = Field(None, gt=0, description="top locations per level before NMS (None: 1000, pose 100)")
     score_thr: float = Field(0.05, ge=0, le=1)

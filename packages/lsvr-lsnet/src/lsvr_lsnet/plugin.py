@@ -21,9 +21,11 @@ def lsvr_heads() -> list[ComponentSpec]:
 def lsvr_assigners() -> list[ComponentSpec]:
     return [
         ComponentSpec("assigner", "centroid", c.CentroidAssignerConfig, f"{_P}.assigners.centroid:build_centroid",
-                      "one nearest grid point per object on its scale-selected level (LSNet init stage)"),
+                      "one nearest grid point per object on its scale-selected level (LSNet init stage)",
+                      implements=("point_assigner",)),
         ComponentSpec("assigner", "atss", c.ATSSAssignerConfig, f"{_P}.assigners.atss:build_atss",
-                      "ATSS top-k per level over predicted boxes (LSNet refine stage and classifier)"),
+                      "ATSS top-k per level over predicted boxes (LSNet refine stage and classifier)",
+                      implements=("point_box_assigner",)),
     ]
 
 
@@ -31,7 +33,8 @@ def lsvr_assigners() -> list[ComponentSpec]:
 def lsvr_losses() -> list[ComponentSpec]:
     return [
         ComponentSpec("loss", "cross_iou", c.CrossIoULossConfig, f"{_P}.losses.cross_iou:build_cross_iou",
-                      "cross-IoU of (up, down, left, right) landmark vectors: bbox, polygon, keypoint"),
+                      "cross-IoU of (up, down, left, right) landmark vectors: bbox, polygon, keypoint",
+                      implements=("landmark_loss",)),
     ]
 
 

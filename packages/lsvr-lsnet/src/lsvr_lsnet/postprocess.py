@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from lsvr_core.api import Batch, Predictions, Targets
+from lsvr_data.fields import EXTREME_POINTS
 from torch import Tensor
 from torchvision.ops import batched_nms
 
@@ -108,7 +109,7 @@ class LSNetPostprocessor:
         loc, label, det_scores = loc[keep], label[keep], det_scores[keep]
         pred = Predictions(boxes=boxes[loc], scores=det_scores, labels=label, image_id=meta.image_id)
         if self.layout.task == "bbox":
-            pred.extreme_points = main[loc, :4]
+            pred.extras.add(EXTREME_POINTS, main[loc, :4])
         elif self.layout.task == "segm":
             pred.contours = main[loc, :-1]
         else:

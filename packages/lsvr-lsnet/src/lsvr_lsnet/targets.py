@@ -48,8 +48,8 @@ def border_midpoints(boxes: Tensor) -> Tensor:
 
 def _require(value: Tensor | None, field: str, task: str, image_id: int) -> Tensor:
     if value is None:
-        raise DataError(f"image {image_id}: task {task!r} needs Targets.{field}, which the dataset did not provide "
-                        f"(check the dataset's task setting)")
+        raise DataError(f"image {image_id}: task {task!r} needs the target field {field!r}, which the dataset did not "
+                        f"provide (check the dataset's task setting; extreme_points / contours need landmarks: true)")
     return value
 
 
@@ -74,10 +74,10 @@ def prepare_gt(targets: Targets, task: str) -> LandmarkGT:
     t = targets.non_crowd()
     boxes, labels = t.boxes.float(), t.labels.long()
     if task == "bbox":
-        extremes = _require(t.extreme_points, "extreme_points", task, t.image_id).float()
+        extremes = _require(t.extras.get("extreme_points"), "extreme_points", task, t.image_id).float()
         return LandmarkGT(boxes, labels, torch.cat([extremes, _centre(boxes)], dim=1))
     if task == "segm":
-        contours = _require(t.contours, "contours", task, t.image_id).float()
+        contours = _require(t.extras.get("contours"), "contours", task, t.image_id).float()
         boxes = points_to_boxes(contours) if len(contours) else boxes
         return LandmarkGT(boxes, labels, torch.cat([contours, _centre(boxes)], dim=1))
     keypoints = _require(t.keypoints, "keypoints", task, t.image_id).float()

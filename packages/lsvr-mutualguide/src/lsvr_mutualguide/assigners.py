@@ -8,7 +8,8 @@ per-row k done as one ``topk`` of the largest k plus a rank mask (spec §10). Pr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import torch
 from lsvr_core.api import Registry
@@ -154,18 +155,44 @@ def _finish(cls_marked: Tensor, reg_marked: Tensor, ignored: Tensor | None, soft
     return Assignment(state, cls_gt, quality, reg_pos, reg_gt, weight)
 
 
+def assign_in_chunks(assign: Callable[..., Assignment], cpu_chunk: int, anchors: Tensor, pred_boxes: Tensor,
+                     pred_logits: Tensor, gt_boxes: Tensor, gt_labels: Tensor, gt_valid: Tensor,
+                     gt_crowd: Tensor) -> Assignment:
+    """Call ``assign`` on the whole batch (GPU, or B <= ``cpu_chunk``) or on chunks of ``cpu_chunk`` images.
+
+    On the CPU the (B, G, A) intermediates of one call outgrow the caches: chunks of one image were 2.1x faster
+    than one call at batch 32, 320 px (``benchmarks/assigner_cpu.txt``). Each chunk drops its trailing padding
+    GT columns (GT row indices are unchanged); the concatenated result equals one call's.
+    """
+    batch = pred_boxes.shape[0]
+    if pred_boxes.device.type != "cpu" or batch <= cpu_chunk:
+        return assign(anchors, pred_boxes, pred_logits, gt_boxes, gt_labels, gt_valid, gt_crowd)
+    parts = []
+    for i in range(0, batch, cpu_chunk):
+        rows = slice(i, i + cpu_chunk)
+        used = gt_valid[rows].any(0).nonzero()
+        g = int(used.max()) + 1 if len(used) else 1
+        parts.append(assign(anchors, pred_boxes[rows], pred_logits[rows], gt_boxes[rows, :g], gt_labels[rows, :g],
+                            gt_valid[rows, :g], gt_crowd[rows, :g]))
+    return Assignment(*(torch.cat([getattr(a, f.name) for a in parts]) for f in fields(Assignment)))
+
+
 class MutualGuideAssigner:
     """Mutual guidance (``mutual_guide``): v1 (§3, default) or v2 (§7).
 
     Call with ``anchors`` (A, 4) (cx, cy, w, h) pixels, ``pred_boxes`` (B, A, 4) decoded xyxy pixels,
     ``pred_logits`` (B, A, C), ``gt_boxes`` (B, G, 4) xyxy pixels, ``gt_labels`` (B, G) int64 in [0, C),
     ``gt_valid`` (B, G) bool and ``gt_crowd`` (B, G) bool; returns an :class:`Assignment`.
+
+    On the CPU the batch is assigned ``cpu_chunk`` images at a time (:func:`assign_in_chunks`); on a GPU the
+    whole batch is one call. Results are identical.
     """
 
     def __init__(self, variant: str = "v1", pos_iou: float = 0.5, ignore_iou: float = 0.4, sigma: float = 2.0,
-                 topk: int = 15, crowd_ioa: float = 0.5) -> None:
+                 topk: int = 15, crowd_ioa: float = 0.5, cpu_chunk: int = 1) -> None:
         self.variant, self.pos_iou, self.ignore_iou = variant, pos_iou, ignore_iou
         self.sigma, self.topk, self.crowd_ioa = sigma, topk, crowd_ioa
+        self.cpu_chunk = cpu_chunk
 
     @classmethod
     def from_config(cls, cfg: MutualGuideAssignerConfig) -> MutualGuideAssigner:
@@ -174,6 +201,11 @@ class MutualGuideAssigner:
     @torch.no_grad()
     def __call__(self, anchors: Tensor, pred_boxes: Tensor, pred_logits: Tensor, gt_boxes: Tensor, gt_labels: Tensor,
                  gt_valid: Tensor, gt_crowd: Tensor) -> Assignment:
+        return assign_in_chunks(self._assign, self.cpu_chunk, anchors, pred_boxes, pred_logits, gt_boxes, gt_labels,
+                                gt_valid, gt_crowd)
+
+    def _assign(self, anchors: Tensor, pred_boxes: Tensor, pred_logits: Tensor, gt_boxes: Tensor, gt_labels: Tensor,
+                gt_valid: Tensor, gt_crowd: Tensor) -> Assignment:
         anchors_xyxy = box_convert(anchors, "cxcywh", "xyxy")
         objects = gt_valid & ~gt_crowd  # (B, G)
         iou_anc = batched_iou(gt_boxes, anchors_xyxy[None])  # (B, G, A)
@@ -225,8 +257,10 @@ class IoUAssigner:
     Same call signature as :class:`MutualGuideAssigner` (the predictions are not used).
     """
 
-    def __init__(self, pos_iou: float = 0.5, ignore_iou: float = 0.4, crowd_ioa: float = 0.5) -> None:
+    def __init__(self, pos_iou: float = 0.5, ignore_iou: float = 0.4, crowd_ioa: float = 0.5,
+                 cpu_chunk: int = 1) -> None:
         self.pos_iou, self.ignore_iou, self.crowd_ioa = pos_iou, ignore_iou, crowd_ioa
+        self.cpu_chunk = cpu_chunk
 
     @classmethod
     def from_config(cls, cfg: IoUAssignerConfig) -> IoUAssigner:
@@ -235,6 +269,11 @@ class IoUAssigner:
     @torch.no_grad()
     def __call__(self, anchors: Tensor, pred_boxes: Tensor, pred_logits: Tensor, gt_boxes: Tensor, gt_labels: Tensor,
                  gt_valid: Tensor, gt_crowd: Tensor) -> Assignment:
+        return assign_in_chunks(self._assign, self.cpu_chunk, anchors, pred_boxes, pred_logits, gt_boxes, gt_labels,
+                                gt_valid, gt_crowd)
+
+    def _assign(self, anchors: Tensor, pred_boxes: Tensor, pred_logits: Tensor, gt_boxes: Tensor, gt_labels: Tensor,
+                gt_valid: Tensor, gt_crowd: Tensor) -> Assignment:
         anchors_xyxy = box_convert(anchors, "cxcywh", "xyxy")
         objects = gt_valid & ~gt_crowd
         iou = keep_column_max(force_best(batched_iou(gt_boxes, anchors_xyxy[None]), objects), objects)

@@ -14,12 +14,14 @@ import torch
 import torch.nn.functional as F
 from lsvr_core.api import Batch, ConfigError, Predictions, Registry, ShapeSpec, Targets
 from torch import Tensor, nn
-from torchvision.ops import batched_nms
+from torchvision.ops import batched_nms, nms
 
 from lsvr_mutualguide.anchors import ANCHORS_PER_LOCATION, generate_anchors
 from lsvr_mutualguide.assigners import IGNORED, POSITIVE, Assignment
 from lsvr_mutualguide.box_coding import decode, encode
 from lsvr_mutualguide.config import MutualGuideHeadConfig
+from lsvr_mutualguide.mixup import MixUp, MixUpBatch
+from lsvr_mutualguide.neck_v2 import ConvBNSiLU
 
 
 def pad_targets(targets: list[Targets], device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -44,6 +46,17 @@ def pad_targets(targets: list[Targets], device: torch.device) -> tuple[Tensor, T
     return boxes, labels, valid, crowd
 
 
+def predictor(in_channels: int, out_channels: int, tower: bool) -> nn.Module:
+    """v1: a 3x3 conv (§2 "Head"); v2 (``tower``): 3x3 conv-BN-SiLU then a 1x1 conv (``HEAD:models/detector.py``)."""
+    if not tower:
+        return nn.Conv2d(in_channels, out_channels, 3, padding=1)
+    return nn.Sequential(ConvBNSiLU(in_channels, in_channels, 3), nn.Conv2d(in_channels, out_channels, 1))
+
+
+def last_conv(module: nn.Module) -> nn.Conv2d:
+    return module[-1] if isinstance(module, nn.Sequential) else module  # type: ignore[return-value]
+
+
 class MutualGuideHead(nn.Module):
     """Anchor head with a pluggable assigner (``mutual_guide`` v1 / v2 or ``iou``) and losses.
 
@@ -58,28 +71,33 @@ class MutualGuideHead(nn.Module):
         variances: box-coding variances (0.1, 0.2).
         score_thresh, nms_thresh, detections_per_img: inference (§6: 0.005, class-wise NMS 0.5, 300).
         pre_nms_topk: per-class candidates kept before NMS (None keeps all above ``score_thresh``).
+        mixup: optional :class:`~lsvr_mutualguide.mixup.MixUp` applied to training batches (§5).
+        tower: v2 predictors (3x3 conv-BN-SiLU, then a 1x1 conv; §7) instead of v1's single 3x3 conv.
+        nms: ``class_wise`` (§6) or ``agnostic`` (v2, §7; no ``detections_per_img`` cap, as the reference).
     """
 
     def __init__(self, input_shape: dict[str, ShapeSpec], num_classes: int, assigner: Any, loss_cls: nn.Module,
                  loss_bbox: nn.Module, loss_iou: nn.Module | None = None, anchor_base: float = 24.0,
                  variances: tuple[float, float] = (0.1, 0.2), prior_prob: float = 0.01, score_thresh: float = 0.005,
-                 nms_thresh: float = 0.5, detections_per_img: int = 300, pre_nms_topk: int | None = None) -> None:
+                 nms_thresh: float = 0.5, detections_per_img: int = 300, pre_nms_topk: int | None = None,
+                 mixup: MixUp | None = None, tower: bool = False, nms: str = "class_wise") -> None:
         super().__init__()
         self.levels = sorted(input_shape, key=lambda lv: input_shape[lv].stride)
         self.num_classes = num_classes
         a = ANCHORS_PER_LOCATION
-        self.loc = nn.ModuleList([nn.Conv2d(input_shape[lv].channels, a * 4, 3, padding=1) for lv in self.levels])
-        self.conf = nn.ModuleList(
-            [nn.Conv2d(input_shape[lv].channels, a * num_classes, 3, padding=1) for lv in self.levels])
-        for conv in [*self.loc, *self.conf]:
+        self.loc = nn.ModuleList([predictor(input_shape[lv].channels, a * 4, tower) for lv in self.levels])
+        self.conf = nn.ModuleList([predictor(input_shape[lv].channels, a * num_classes, tower) for lv in self.levels])
+        for conv in [last_conv(m) for m in [*self.loc, *self.conf]]:
             nn.init.normal_(conv.weight, std=0.01)
             nn.init.zeros_(conv.bias)
-        for conv in self.conf:
-            nn.init.constant_(conv.bias, -math.log((1 - prior_prob) / prior_prob))
+        for m in self.conf:
+            nn.init.constant_(last_conv(m).bias, -math.log((1 - prior_prob) / prior_prob))
+        self.nms = nms
         self.assigner, self.loss_cls, self.loss_bbox, self.loss_iou = assigner, loss_cls, loss_bbox, loss_iou
         self.anchor_base, self.variances = anchor_base, tuple(variances)
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.detections_per_img, self.pre_nms_topk = detections_per_img, pre_nms_topk
+        self.mixup = mixup
         self._anchor_cache: dict[tuple[Any, ...], Tensor] = {}
 
     # --- shared -------------------------------------------------------------------------------------------
@@ -104,11 +122,26 @@ class MutualGuideHead(nn.Module):
 
     # --- training -----------------------------------------------------------------------------------------
 
+    def transform_train_batch(self, batch: Batch) -> Batch:
+        """MixUp of the training batch when configured (called by the detector before the backbone)."""
+        return self.mixup(batch) if self.mixup is not None else batch
+
     def forward(self, features: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]:
-        """Losses ``loss_cls``, ``loss_bbox`` (and ``loss_iou``) as scalars (§4 normalisation)."""
+        """Losses ``loss_cls``, ``loss_bbox`` (and ``loss_iou``) as scalars (§4 normalisation). For a
+        :class:`~lsvr_mutualguide.mixup.MixUpBatch` each term is lam * term(targets) + (1 - lam) *
+        term(targets[index]) (``a192256:main.py:172-178``)."""
         loc, conf, grids = self.outputs(features)
         anchors = self.anchors(grids, tuple(batch.images.shape[-2:]), loc.device)
-        gt_boxes, gt_labels, gt_valid, gt_crowd = pad_targets(batch.targets, loc.device)
+        if not isinstance(batch, MixUpBatch) or batch.index is None:
+            return self.assign_and_losses(loc, conf, anchors, batch.targets)
+        own = self.assign_and_losses(loc, conf, anchors, batch.targets)
+        other = self.assign_and_losses(loc, conf, anchors, [batch.targets[i] for i in batch.index.tolist()])
+        return {k: batch.lam * own[k] + (1 - batch.lam) * other[k] for k in own}
+
+    def assign_and_losses(self, loc: Tensor, conf: Tensor, anchors: Tensor, targets: list[Targets]
+                          ) -> dict[str, Tensor]:
+        """Assign the anchors to ``targets`` (detached predictions) and compute the loss terms."""
+        gt_boxes, gt_labels, gt_valid, gt_crowd = pad_targets(targets, loc.device)
         with torch.no_grad():
             pred_boxes = decode(loc.detach().float(), anchors, self.variances)
         assigned: Assignment = self.assigner(anchors, pred_boxes, conf.detach(), gt_boxes, gt_labels, gt_valid,
@@ -158,6 +191,8 @@ class MutualGuideHead(nn.Module):
         h, w = meta.image_size
         boxes = torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h), boxes[:, 2].clamp(0, w),
                              boxes[:, 3].clamp(0, h)], -1)
+        if self.nms == "agnostic":
+            return self._predict_agnostic(boxes, scores, meta)
         if self.pre_nms_topk is not None and self.pre_nms_topk < scores.shape[0]:
             top, anchor_idx = scores.t().topk(self.pre_nms_topk, dim=1)  # (C, k)
             class_idx = torch.arange(self.num_classes, device=scores.device)[:, None].expand_as(anchor_idx)
@@ -169,6 +204,17 @@ class MutualGuideHead(nn.Module):
         cand_boxes = boxes[anchor_idx]
         keep = batched_nms(cand_boxes, cand, class_idx, self.nms_thresh)[: self.detections_per_img]
         return Predictions(cand_boxes[keep], cand[keep], class_idx[keep], image_id=meta.image_id)
+
+
+    def _predict_agnostic(self, boxes: Tensor, scores: Tensor, meta: Targets) -> Predictions:
+        """v2 (``HEAD:utils/box/detection.py``): anchors whose best class score > ``score_thresh``, NMS over all
+        classes on that score, then one detection per (kept box, class with score > ``score_thresh``)."""
+        best = scores.max(1).values  # (A,)
+        cand = (best > self.score_thresh).nonzero(as_tuple=True)[0]
+        keep = cand[nms(boxes[cand], best[cand], self.nms_thresh)]
+        box_idx, class_idx = (scores[keep] > self.score_thresh).nonzero(as_tuple=True)
+        anchor_idx = keep[box_idx]
+        return Predictions(boxes[anchor_idx], scores[anchor_idx, class_idx], class_idx, image_id=meta.image_id)
 
 
 def build_mutual_guide_head(cfg: MutualGuideHeadConfig, input_shape: dict[str, ShapeSpec], num_classes: int,
@@ -183,11 +229,10 @@ def build_mutual_guide_head(cfg: MutualGuideHeadConfig, input_shape: dict[str, S
     if registry is None:
         raise ConfigError("model.head: the mutual_guide head builds its assigner and losses through registry= "
                           "(the plugin manager building it); none was given")
-    manager = registry
-    loss_iou = manager.build("loss", cfg.loss_iou) if cfg.loss_iou is not None else None
+    loss_iou = registry.build("loss", cfg.loss_iou) if cfg.loss_iou is not None else None
     return MutualGuideHead(
-        input_shape, num_classes, manager.build("assigner", cfg.assigner), manager.build("loss", cfg.loss_cls),
-        manager.build("loss", cfg.loss_bbox), loss_iou, cfg.anchor_base, cfg.variances, cfg.prior_prob,
+        input_shape, num_classes, registry.build("assigner", cfg.assigner), registry.build("loss", cfg.loss_cls),
+        registry.build("loss", cfg.loss_bbox), loss_iou, cfg.anchor_base, cfg.variances, cfg.prior_prob,
         cfg.score_thresh, cfg.nms_thresh, cfg.detections_per_img, cfg.pre_nms_topk,
+        MixUp(cfg.mixup.alpha, cfg.mixup.until) if cfg.mixup is not None else None, cfg.tower, cfg.nms,
     )
-

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from lsvr_core.api import ComponentSpec, RecipeSpec, hookimpl, recipes_from_dir
+from lsvr_core.api import ComponentSpec, ConverterSpec, RecipeSpec, hookimpl, recipes_from_dir
 
 from lsvr_mutualguide import config as c
+from lsvr_mutualguide.rows import summaries
 
 _P = "lsvr_mutualguide"
 
@@ -20,6 +21,8 @@ def lsvr_backbones() -> list[ComponentSpec]:
                       "torchvision ShuffleNetV2 without the max-pool: stage3 @ 8, stage4 @ 16 (MutualGuide)"),
         ComponentSpec("backbone", "repvgg_a2", c.RepVGGConfig, f"{_P}.repvgg:build_repvgg_a2",
                       "RepVGG-A2, stage0 at stride 1, train/deploy re-parameterisation (MutualGuide)"),
+        ComponentSpec("backbone", "cspdarknet", c.CSPDarknetConfig, f"{_P}.cspdarknet:build_cspdarknet",
+                      "YOLOX CSPDarknet 0.5 / 0.75 / 1.0 (SiLU): c4 @ 16, c5 @ 32 (MutualGuide v2)"),
     ]
 
 
@@ -32,6 +35,10 @@ def lsvr_necks() -> list[ComponentSpec]:
                       "ssd pyramid + laterals, top-down add, 3x3 per level (MutualGuide 'fpn')"),
         ComponentSpec("neck", "pafpn", c.PAFPNNeckConfig, f"{_P}.necks:build_pafpn",
                       "context module, top-down and bottom-up paths (MutualGuide)"),
+        ComponentSpec("neck", "rfb", c.RFBNeckConfig, f"{_P}.rfb:build_rfb",
+                      "RFBNet pyramid: RFB-a on fused c3/c4, RFB blocks to stride 64/128 (MutualGuide first commit)"),
+        ComponentSpec("neck", "pafpn_v2", c.PAFPNV2NeckConfig, f"{_P}.neck_v2:build_pafpn_v2",
+                      "MutualGuide v2 PAFPN: SiLU context module, bilinear top-down, bottom-up (strides 16-64)"),
     ]
 
 
@@ -47,9 +54,11 @@ def lsvr_heads() -> list[ComponentSpec]:
 def lsvr_assigners() -> list[ComponentSpec]:
     return [
         ComponentSpec("assigner", "mutual_guide", c.MutualGuideAssignerConfig, f"{_P}.assigners:build_mutual_guide",
-                      "mutual guidance: cls by predicted-box IoU, reg by score-amplified anchor IoU (v1/v2)"),
+                      "mutual guidance: cls by predicted-box IoU, reg by score-amplified anchor IoU (v1/v2)",
+                      implements=("anchor_assigner",)),
         ComponentSpec("assigner", "iou", c.IoUAssignerConfig, f"{_P}.assigners:build_iou",
-                      "max-IoU anchor matching 0.5/0.4 with forced best anchor (MutualGuide baseline)"),
+                      "max-IoU anchor matching 0.5/0.4 with forced best anchor (MutualGuide baseline)",
+                      implements=("anchor_assigner",)),
     ]
 
 
@@ -57,23 +66,23 @@ def lsvr_assigners() -> list[ComponentSpec]:
 def lsvr_losses() -> list[ComponentSpec]:
     return [
         ComponentSpec("loss", "balanced_l1", c.BalancedL1LossConfig, f"{_P}.losses:build_balanced_l1",
-                      "Balanced L1 (Libra R-CNN)"),
+                      "Balanced L1 (Libra R-CNN)", implements=("regression_loss",)),
         ComponentSpec("loss", "varifocal_poly", c.VarifocalPolyLossConfig, f"{_P}.losses:build_varifocal_poly",
-                      "MutualGuide v2 soft-label BCE (Varifocal-like) plus a Poly-1 term"),
-        ComponentSpec("loss", "siou", c.SIoULossConfig, f"{_P}.losses:build_siou", "SIoU box loss"),
+                      "MutualGuide v2 soft-label BCE (Varifocal-like) plus a Poly-1 term",
+                      implements=("soft_classification_loss",)),
+        ComponentSpec("loss", "siou", c.SIoULossConfig, f"{_P}.losses:build_siou", "SIoU box loss",
+                      implements=("box_loss",)),
     ]
 
 
 @hookimpl
+def lsvr_weight_converters() -> list[ConverterSpec]:
+    return [ConverterSpec("mutualguide-v1", f"{_P}.convert:convert_mutualguide_v1",
+                          "MutualGuide v1 released VOC/COCO checkpoints (a6fd618 Detector; a24bbe4 RFBNet)"),
+            ConverterSpec("mutualguide-v2", f"{_P}.convert:convert_mutualguide_v2",
+                          "MutualGuide v2 (HEAD) CSPDarknet + PAFPN checkpoints (dist.* distillation layers left out)")]
+
+
+@hookimpl
 def lsvr_recipes() -> list[RecipeSpec]:
-    return recipes_from_dir("mutualguide", "lsvr_mutualguide.recipes", RECIPE_SUMMARIES)
-
-
-RECIPE_SUMMARIES = {
-    "voc0712_vgg16_fpn_320": "VGG16 + FPN, MG v1, VOC07+12 -> VOC07 test at 320, 250 epochs (spec §5)",
-    "voc0712_vgg16_fpn_512": "VGG16 + FPN, MG v1, VOC07+12 at 512",
-    "coco_vgg16_fpn_320": "VGG16 + FPN, MG v1, COCO train2017 -> val2017 at 320, 140 epochs",
-    "coco_vgg16_fpn_512": "VGG16 + FPN, MG v1, COCO at 512",
-    "voc_sample": "ShuffleNetV2 + FPN, MG v1, on ../shared/data/voc2012_sample (short CPU run)",
-    "coco_mini": "ShuffleNetV2 + FPN, MG v1, on ../shared/data/coco_mini (short CPU run)",
-}
+    return recipes_from_dir("mutualguide", "lsvr_mutualguide.recipes", summaries())

@@ -2,8 +2,10 @@
 
 The environment variable ``LSVR_KERNEL_BACKEND`` picks the backend:
 
-* ``auto`` (default): ``"triton"`` when any tensor argument is on CUDA and Triton imports, else ``"torch"``.
-* ``triton``: always the Triton kernels. On CPU tensors this is only allowed under ``TRITON_INTERPRET=1``
+* ``auto`` (default): ``"triton"`` when any tensor argument is on CUDA, Triton imports and the kernels compute
+  the tensors' dtypes, else ``"torch"``.
+* ``triton``: the Triton kernels for the dtypes they compute (:func:`kernels_compute`; other dtypes, e.g.
+  float64, take the ``torch`` path). On CPU tensors this is only allowed under ``TRITON_INTERPRET=1``
   (the Triton interpreter, used by the tests); otherwise a :class:`~lsvr_core.errors.ConfigError` is raised.
 * ``torch``: always the PyTorch path (on CPU the fast sampling + matmul implementation, on CUDA the
   reference: torchvision's op or grid_sample + matmul).
@@ -55,15 +57,17 @@ def choose_backend(*tensors: Any) -> str:
     """Pick ``"triton"`` or ``"torch"`` for an op called on ``tensors``.
 
     Args:
-        tensors: the op's tensor arguments (``None`` entries are ignored); only their ``device`` is read.
+        tensors: the op's tensor arguments (``None`` entries are ignored); their ``device`` and ``dtype`` are
+            read.
     Returns:
-        ``"triton"`` or ``"torch"``.
+        ``"triton"`` or ``"torch"``; ``"torch"`` whenever a tensor's dtype is one the kernels do not compute
+        (:func:`kernels_compute`), whatever ``LSVR_KERNEL_BACKEND`` says.
     Raises:
         ConfigError: ``LSVR_KERNEL_BACKEND`` is invalid, or it asks for ``triton`` while Triton cannot be
             imported, or for CPU tensors without ``TRITON_INTERPRET=1``.
     """
     requested = requested_backend()
-    if requested == "torch":
+    if requested == "torch" or not kernels_compute(*(getattr(t, "dtype", None) for t in tensors if t is not None)):
         return "torch"
     on_cuda = any(getattr(getattr(t, "device", None), "type", None) == "cuda" for t in tensors if t is not None)
     if requested == "auto":
@@ -78,6 +82,24 @@ def choose_backend(*tensors: Any) -> str:
             f"(set TRITON_INTERPRET=1 before importing triton), or use {ENV_VAR}=auto|torch"
         )
     return "triton"
+
+
+#: dtypes the Triton kernels compute correctly (fp32 accumulation), by name so this module stays torch-free.
+KERNEL_DTYPES = ("torch.float32", "torch.float16", "torch.bfloat16")
+#: Under the interpreter ``tl.dot`` of bfloat16 operands returns garbage (Triton 3.8: errors ~1e10 where fp16 and
+#: fp32 are exact), so there bfloat16 is not a kernel dtype.
+INTERPRETER_KERNEL_DTYPES = ("torch.float32", "torch.float16")
+
+
+def kernels_compute(*dtypes: Any) -> bool:
+    """True when the Triton kernels compute tensors of every one of ``dtypes`` correctly (``None`` ignored).
+
+    float32, float16 and bfloat16 on CUDA; float32 and float16 under ``TRITON_INTERPRET=1``. Never float64 (the
+    kernels' blend and ``tl.dot`` are written for 32-bit accumulation; float64 forwards came out as ~1e263 or
+    NaN). Ops route other dtypes to their PyTorch path.
+    """
+    ok = INTERPRETER_KERNEL_DTYPES if triton_interpret() else KERNEL_DTYPES
+    return all(str(d) in ok for d in dtypes if d is not None)
 
 
 def backend_report() -> dict[str, str]:

@@ -28,9 +28,31 @@ def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
     return pair[0], pair[1]
 
 
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def _check_float(name: str, t: Tensor) -> None:
-    if not t.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a tensor, got {type(t).__name__} {t!r}")
+    if t.dtype not in _DTYPES:
+        raise TypeError(f"{name} must be a float16, bfloat16, float32 or float64 tensor, got {t.dtype}")
+
+
+def _infer_groups(cin: int, weight: Tensor, offset: Tensor, groups: int | None,
+                  offset_groups: int | None) -> tuple[int, int]:
+    """torchvision's inference: groups = Cin // weight.shape[1], offset groups = offset.shape[1] // (2·kh·kw)."""
+    cin_g, kh, kw = weight.shape[1:]
+    if groups is None:
+        if cin_g < 1 or cin % cin_g:
+            raise ValueError(f"deform_conv2d: weight {tuple(weight.shape)} does not fit input channels {cin}: "
+                             f"Cin must be a multiple of weight.shape[1]={cin_g}")
+        groups = cin // cin_g
+    if offset_groups is None:
+        if offset.shape[1] % (2 * kh * kw) or offset.shape[1] == 0:
+            raise ValueError(f"deform_conv2d: offset must have shape (N, 2·offset_groups·kh·kw, Ho, Wo), a positive "
+                             f"multiple of 2·kh·kw = {2 * kh * kw} channels; got {tuple(offset.shape)}")
+        offset_groups = offset.shape[1] // (2 * kh * kw)
+    return groups, offset_groups
 
 
 def _autocast(device_type: str, *tensors: Tensor | None) -> list[Tensor | None]:
@@ -50,28 +72,36 @@ def deform_conv2d(
     stride: int | tuple[int, int] = 1,
     padding: int | tuple[int, int] = 0,
     dilation: int | tuple[int, int] = 1,
-    groups: int = 1,
-    offset_groups: int = 1,
+    groups: int | None = None,
+    offset_groups: int | None = None,
 ) -> Tensor:
     """Deformable convolution, DCN v1 (``mask=None``) or v2, with ``torchvision.ops.deform_conv2d`` semantics.
 
+    A drop-in for torchvision's functional when ``mask``, ``stride``, ``padding`` and ``dilation`` are passed by
+    keyword (the positional order after ``bias`` differs: torchvision's is stride, padding, dilation, mask):
+    like torchvision, ``groups`` and ``offset_groups`` default to what the shapes imply.
+
     Args:
-        input: (N, Cin, H, W) float32/float16/bfloat16.
+        input: (N, Cin, H, W) float32/float16/bfloat16 (Triton kernels on CUDA) or float64 (PyTorch path).
         offset: (N, 2·offset_groups·kh·kw, Ho, Wo) per-tap (dy, dx) in input pixels; channel
             ``g·2·kh·kw + 2k`` is dy and ``+ 1`` is dx of tap k = i·kw + j of offset group g.
         weight: (Cout, Cin/groups, kh, kw), same dtype as ``input``.
         bias: optional (Cout,).
         mask: optional (N, offset_groups·kh·kw, Ho, Wo) modulation (DCN v2), usually a sigmoid output.
         stride, padding, dilation: ints or (h, w) pairs, pixels.
-        groups: convolution groups (Cin and Cout divisible by it).
-        offset_groups: channel groups sharing one set of offsets (Cin divisible by it).
+        groups: convolution groups (Cin and Cout divisible by it); None: ``Cin // weight.shape[1]``, as
+            torchvision infers it.
+        offset_groups: channel groups sharing one set of offsets (Cin divisible by it); None:
+            ``offset.shape[1] // (2·kh·kw)``, as torchvision infers it.
     Returns:
         (N, Cout, Ho, Wo) with Ho = (H + 2·pad_h − dil_h·(kh − 1) − 1)//stride_h + 1, dtype of ``input``.
     Sampling: tap (i, j) of output (ho, wo) reads (ho·stride_h − pad_h + i·dil_h + dy,
-    wo·stride_w − pad_w + j·dil_w + dx), bilinear, 0 outside (−1, H)×(−1, W); fp32 accumulation.
+    wo·stride_w − pad_w + j·dil_w + dx), bilinear, 0 outside (−1, H)×(−1, W); fp32 accumulation (float64 for
+    float64 tensors, which never reach the Triton kernels: see :func:`.dispatch.kernels_compute`).
     Raises:
         ValueError: shapes inconsistent with each other or with groups/offset_groups.
-        TypeError: non-float tensors, or input and weight dtypes differ (outside autocast).
+        TypeError: tensors that are not float16/bfloat16/float32/float64, input and weight dtypes differ
+            (outside autocast), or ``mask`` is not a tensor (a torchvision-order positional ``stride``).
         ConfigError: ``LSVR_KERNEL_BACKEND`` is invalid or cannot be honoured.
     Source: LSNet spec §9 item 1 (DCNv2 in the head towers and backbone).
     """
@@ -82,8 +112,13 @@ def deform_conv2d(
         _check_float(name, t)
         if t.dim() != 4:
             raise ValueError(f"deform_conv2d: {name} must be 4-D, got shape {tuple(t.shape)}")
+    if mask is not None and not isinstance(mask, Tensor):
+        raise TypeError(f"deform_conv2d: mask must be a tensor or None, got {mask!r}; lsvr's positional order after "
+                        f"bias is (mask, stride, padding, dilation), torchvision's (stride, padding, dilation, mask): "
+                        f"pass them by keyword")
     n, cin, h, w = input.shape
     cout, cin_g, kh, kw = weight.shape
+    groups, offset_groups = _infer_groups(cin, weight, offset, groups, offset_groups)
     if groups < 1 or cin % groups or cout % groups or cin_g * groups != cin:
         raise ValueError(f"deform_conv2d: weight {tuple(weight.shape)} does not fit input channels {cin} "
                          f"with groups={groups}")
@@ -132,7 +167,8 @@ def pyramid_deform_conv2d(
     """LSNet's PyramidDeformConv: 3×3 DCN v1 sampling of an adjacent pyramid level at base-level offsets.
 
     Args:
-        feature: (N, C, H', W') features of the sampled level l', float32/float16/bfloat16.
+        feature: (N, C, H', W') features of the sampled level l', float32/float16/bfloat16 (Triton kernels on
+            CUDA) or float64 (PyTorch path).
         offset: (N, 18, H, W) per-tap (dy, dx) in level-l' pixels (already multiplied by the scales by the
             caller); channel 2k = dy, 2k + 1 = dx of tap k = 3i + j.
         weight: (Cout, C, 3, 3), same dtype as ``feature``.

@@ -15,7 +15,8 @@ reference  the fully materialised oracle (:func:`relpos_attention_reference`)
 ========== ==========================================================================================
 
 ``backend=None`` asks :func:`lsvr_ops_triton.dispatch.choose_backend` (``LSVR_KERNEL_BACKEND``): ``triton`` on
-CUDA tensors, ``torch`` otherwise.
+CUDA tensors of a dtype the kernels compute (float32/float16/bfloat16), ``torch`` otherwise (e.g. float64).
+An explicit ``backend="triton"`` with a dtype the kernels cannot compute raises ``ValueError``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def relpos_attention(q: Tensor, k: Tensor, v: Tensor, table_h: Tensor, table_w: 
         height, width: the feature map's actual size (positions).
         content_scale: (G,) per-head factor a_g of the content logits (None: 1).
         position_scale: (G,) per-head factor c_g of the relative logits (None: 1).
-        backend: ``triton``, ``torch``, ``flex``, ``reference`` or None (dispatch by device and
+        backend: ``triton``, ``torch``, ``flex``, ``reference`` or None (dispatch by device, dtype and
             ``LSVR_KERNEL_BACKEND``).
     Returns:
         (B, G, L, Dv) in v's dtype, differentiable in q, k, v, both tables and both scales.

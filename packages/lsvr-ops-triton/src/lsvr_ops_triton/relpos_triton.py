@@ -260,7 +260,8 @@ def decomposed_attention_triton(q: Tensor, k: Tensor, v: Tensor, rel_h: Tensor, 
     Returns:
         (B, G, L, Dv) in v's dtype; differentiable in all five inputs.
     Raises:
-        ValueError: inconsistent shapes, mixed dtypes or a side/dim above 256.
+        ValueError: inconsistent shapes, mixed dtypes, a dtype the kernels cannot compute here (float64; bfloat16
+            under ``TRITON_INTERPRET=1``) or a side/dim above 256.
     """
     b, g, length, dqk = q.shape
     height, width = rel_h.shape[-1], rel_w.shape[-1]
@@ -273,6 +274,9 @@ def decomposed_attention_triton(q: Tensor, k: Tensor, v: Tensor, rel_h: Tensor, 
     if not (q.dtype == k.dtype == v.dtype) or q.dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise ValueError(f"relpos attention kernel needs q, k, v of one dtype among float32, bfloat16, float16; "
                          f"got {q.dtype}, {k.dtype}, {v.dtype}")
+    if q.dtype == torch.bfloat16 and triton_interpret():
+        raise ValueError("relpos attention kernel: the Triton interpreter computes tl.dot of bfloat16 operands "
+                         "wrongly (Triton 3.8); use float32/float16 there, or the torch/reference backend")
     if rel_h.dtype != torch.float32 or rel_w.dtype != torch.float32:
         raise ValueError(f"relpos attention kernel needs float32 rel_h, rel_w; got {rel_h.dtype}, {rel_w.dtype}")
     if max(dqk, v.shape[-1], height, width) > 256:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from lsvr_core.specs import BackboneConfig, HeadConfig, LossConfig, NeckConfig
+
+RESNET_STRIDES = {"c2": 4, "c3": 8, "c4": 16, "c5": 32}
 
 
 class ResNetConfig(BackboneConfig):
@@ -28,6 +30,17 @@ class ResNetConfig(BackboneConfig):
         False, description="zero-initialise the last BatchNorm weight of each residual block (bn3 / BasicBlock "
                            "bn2), so blocks start as identities; mmdet's default (True) when not pretrained")
 
+    @field_validator("out_levels")
+    @classmethod
+    def _known_levels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [lv for lv in value if lv not in RESNET_STRIDES]
+        if bad or not value:
+            raise ValueError(f"levels must be among {', '.join(RESNET_STRIDES)}; unknown: {bad or 'none given'}")
+        return value
+
+    def output_strides(self) -> dict[str, int]:
+        return {lv: RESNET_STRIDES[lv] for lv in self.out_levels}
+
 
 class FPNConfig(NeckConfig):
     """Feature pyramid over c3..c5 with extra levels P6/P7 (from C5 or P5)."""
@@ -39,6 +52,16 @@ class FPNConfig(NeckConfig):
     extra_source: Literal["c5", "p5"] = "p5"
     extra_relu: bool = Field(True, description="ReLU before each extra level after the first (RetinaNet/FCOS)")
     norm: Literal["none", "gn"] = "none"
+
+    def output_strides(self, inputs: dict[str, int]) -> dict[str, int] | None:
+        """``c3`` -> ``p3`` at the same stride, then ``num_extra`` levels, each at twice the stride."""
+        if any(lv not in inputs for lv in self.in_levels) or not self.in_levels:
+            return None
+        out = {f"p{lv[1:]}": inputs[lv] for lv in self.in_levels}
+        number, stride = int(self.in_levels[-1][1:]), inputs[self.in_levels[-1]]
+        for i in range(1, self.num_extra + 1):
+            out[f"p{number + i}"] = stride * 2**i
+        return out
 
 
 class FocalLossConfig(LossConfig):

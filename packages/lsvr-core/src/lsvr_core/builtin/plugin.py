@@ -44,10 +44,14 @@ def lsvr_heads() -> list[ComponentSpec]:
 @hookimpl
 def lsvr_losses() -> list[ComponentSpec]:
     return [
-        ComponentSpec("loss", "focal", c.FocalLossConfig, f"{_M}.losses:build_focal", "sigmoid focal loss"),
-        ComponentSpec("loss", "giou", c.GIoULossConfig, f"{_M}.losses:build_giou", "generalised IoU loss"),
-        ComponentSpec("loss", "l1", c.L1LossConfig, f"{_M}.losses:build_l1", "L1 loss"),
-        ComponentSpec("loss", "smooth_l1", c.SmoothL1LossConfig, f"{_M}.losses:build_smooth_l1", "smooth L1 loss"),
+        ComponentSpec("loss", "focal", c.FocalLossConfig, f"{_M}.losses:build_focal", "sigmoid focal loss",
+                      implements=("classification_loss", "soft_classification_loss")),
+        ComponentSpec("loss", "giou", c.GIoULossConfig, f"{_M}.losses:build_giou", "generalised IoU loss",
+                      implements=("box_loss",)),
+        ComponentSpec("loss", "l1", c.L1LossConfig, f"{_M}.losses:build_l1", "L1 loss",
+                      implements=("regression_loss",)),
+        ComponentSpec("loss", "smooth_l1", c.SmoothL1LossConfig, f"{_M}.losses:build_smooth_l1", "smooth L1 loss",
+                      implements=("regression_loss",)),
     ]
 
 

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from lsvr_core.errors import ConfigError, LsvrError
+from lsvr_core.errors import ConfigError, LsvrError, PluginError
 
 
 def _load(args: argparse.Namespace, ref: str | None = None) -> Any:
@@ -54,11 +54,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from lsvr_core.config.factories import check_factories
+
     args.manager.raise_for_failures()
     cfg = _load(args)
+    check_factories(cfg, args.manager)
     head = cfg.model.head.type
     print(f"{args.config}: ok (task {cfg.task}, {cfg.model.backbone.type} -> "
           f"{cfg.model.neck.type if cfg.model.neck else 'no neck'} -> {head})")
+    if getattr(args, "build", False):
+        from lsvr_core.engine.build_check import build_check
+
+        for line in build_check(cfg, args.manager, image_size=args.image_size).lines():
+            print(f"  {line}")
     return 0
 
 
@@ -94,6 +102,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_components(args: argparse.Namespace) -> int:
+    from lsvr_core.config.resolve import slot_interfaces
     from lsvr_core.specs import KINDS
 
     if args.kind and args.kind not in KINDS:
@@ -101,12 +110,18 @@ def cmd_components(args: argparse.Namespace) -> int:
     specs = args.manager.components(args.kind)
     if args.json:
         rows = [{"kind": s.kind, "name": s.name, "summary": s.summary, "tasks": list(s.tasks),
+                 "implements": list(s.implements), "slots": slot_interfaces(s.config) if s.config else {},
                  "distribution": s.distribution, "plugin": s.plugin} for s in specs]
         print(json.dumps(rows, indent=2))
-        return 0
-    for s in specs:
-        tasks = f" [{', '.join(s.tasks)}]" if s.tasks else ""
-        print(f"{s.kind:<10} {s.name:<22} {s.distribution:<18} {s.summary}{tasks}")
+    else:
+        for s in specs:
+            tasks = f" [{', '.join(s.tasks)}]" if s.tasks else ""
+            implements = f" (implements {', '.join(s.implements)})" if s.implements else ""
+            slots = slot_interfaces(s.config) if s.config else {}
+            calls = f" (slots: {', '.join(f'{k}: {v}' for k, v in slots.items())})" if slots else ""
+            print(f"{s.kind:<10} {s.name:<22} {s.distribution:<18} {s.summary}{tasks}{implements}{calls}")
+    if args.manager.conflicts:  # listed above with the first registration; the conflict itself is an error
+        raise PluginError("\n".join(args.manager.conflicts))
     return 0
 
 
@@ -171,6 +186,6 @@ def cmd_convert_weights(args: argparse.Namespace) -> int:
 def cmd_new_plugin(args: argparse.Namespace) -> int:
     from lsvr_core.scaffold import write_plugin
 
-    path = write_plugin(args.name, args.dir, registry=args.manager)
+    path = write_plugin(args.name, args.dir, kind=args.kind, registry=args.manager)
     print(f"wrote {path}; install it with: pip install -e {path}")
     return 0

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from lsvr_core import __version__
-from lsvr_core.errors import LsvrError
+from lsvr_core.errors import LsvrError, user_message
 
 
 def build_parser(manager_factory=None) -> argparse.ArgumentParser:  # noqa: ANN001
@@ -32,7 +32,8 @@ def build_parser(manager_factory=None) -> argparse.ArgumentParser:  # noqa: ANN0
     p = sub.add_parser("run", help="train (and evaluate) a model; no CONFIG runs the default recipe")
     config_args(p, required=False)
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
-                   help="resume from CKPT, or from work_dir/checkpoints/last.pt when no path is given")
+                   help="resume from CKPT, or without a path from the latest run of runtime.work_dir "
+                   "(work_dirs/x, x2, x3, ...); without --resume a new run never overwrites an old one")
     p.add_argument("--nproc-per-node", type=int, default=1, help="spawn N processes (torchrun, DDP)")
     p.set_defaults(func=cmd.cmd_run)
 
@@ -49,8 +50,13 @@ def build_parser(manager_factory=None) -> argparse.ArgumentParser:  # noqa: ANN0
     p.add_argument("--score-thresh", type=float, default=0.3, help="draw detections above this score")
     p.set_defaults(func=cmd.cmd_predict)
 
-    p = sub.add_parser("validate", help="check a config without importing torch")
+    p = sub.add_parser("validate", help="check a config without importing torch (--build: build it and run it once)")
     config_args(p)
+    p.add_argument("--build", action="store_true",
+                   help="also build the model on CPU and run one training and one inference forward on a tiny "
+                   "synthetic batch; prints the parameter count")
+    p.add_argument("--image-size", type=int, default=128, metavar="PX",
+                   help="--build: side of the synthetic images (rounded up to data.size_divisor)")
     p.set_defaults(func=cmd.cmd_validate)
 
     p = sub.add_parser("config", help="config utilities")
@@ -91,6 +97,8 @@ def build_parser(manager_factory=None) -> argparse.ArgumentParser:  # noqa: ANN0
 
     p = sub.add_parser("new-plugin", help="write a working third-party plugin package")
     p.add_argument("name", help="plugin name, e.g. 'my-head' (distribution lsvr-my-head)")
+    p.add_argument("--kind", default="neck", choices=("backbone", "neck", "head", "assigner", "loss", "dataset"),
+                   help="the component the package registers (default: neck)")
     p.add_argument("--dir", default=".", help="parent folder of the new package")
     p.set_defaults(func=cmd.cmd_new_plugin)
 
@@ -117,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.manager = manager
         return int(args.func(args) or 0)
     except LsvrError as err:
-        print(f"lsvr: error: {err}", file=sys.stderr)
+        print(f"lsvr: error: {user_message(err)}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("lsvr: interrupted", file=sys.stderr)

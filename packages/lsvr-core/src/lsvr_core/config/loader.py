@@ -135,8 +135,11 @@ def format_validation_error(err: ValidationError, data: Any, source: str) -> str
             else:
                 path.append(str(part))
                 node = None
-        dotted = ".".join(path).replace(".[", "[") or "(root)"
         value = item.get("input")
+        if item["type"] == "slot_type":  # a component type that does not fit its slot: point at `type`
+            path.append("type")
+            value = value.get("type") if isinstance(value, dict) else getattr(value, "type", value)
+        dotted = ".".join(path).replace(".[", "[") or "(root)"
         shown = "" if isinstance(value, dict) or item["type"] == "missing" else f" (got {value!r})"
         lines.append(f"  {dotted}: {item['msg']}{shown}")
     return f"{source}: invalid config:\n" + "\n".join(lines)

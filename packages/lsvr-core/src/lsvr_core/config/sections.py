@@ -29,6 +29,9 @@ class ModelSection(Section):
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
     init_from: str | None = Field(None, description="checkpoint path, or 'torchvision' for ImageNet backbone weights")
+    init_from_min_fraction: float = Field(0.5, ge=0, le=1, description="init_from: least fraction of the model's "
+                                          "values that must load (else exit 2)")
+    init_from_strict: bool = Field(True, description="false: loading too little from init_from only warns")
 
 
 class DataSection(Section):
@@ -38,12 +41,14 @@ class DataSection(Section):
     root: Path = Path("data/coco")
     train: DatasetConfig
     val: DatasetConfig | None = None
-    batch_size: int = Field(2, gt=0, description="images per process per iteration")
-    val_batch_size: int = Field(1, gt=0)
-    num_workers: int = Field(2, ge=0)
+    batch_size: int = Field(2, gt=0, le=4096, description="images per process per iteration")
+    val_batch_size: int = Field(1, gt=0, le=4096)
+    num_workers: int = Field(2, ge=0, le=256)
     pin_memory: bool = True
     aspect_ratio_grouping: bool = True
-    size_divisor: int = Field(32, gt=0, description="batched images are padded to a multiple of this")
+    size_divisor: int = Field(32, gt=0, le=4096, description="batched images are padded to a multiple of this")
+    on_corrupt: Literal["error", "skip"] = Field(
+        "error", description="an image that cannot be loaded: stop the run, or skip it (logged, in metrics.jsonl)")
 
 
 class OptimSection(Section):
@@ -52,6 +57,7 @@ class OptimSection(Section):
     type: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.01, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = Field(False, description="sgd: Nesterov momentum")
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = Field(1e-4, ge=0)
     no_decay_norm_bias: bool = False
@@ -71,15 +77,34 @@ class ScheduleSection(Section):
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine floor as a fraction of lr")
 
 
+class EMASection(Section):
+    """Exponential moving average of the weights (:mod:`lsvr_core.engine.ema`): the averaged weights are what
+    is evaluated and saved as ``model``."""
+
+    decay: float = Field(0.9998, gt=0, lt=1, description="decay after the ramp-up")
+    tau: float = Field(2000.0, gt=0, description="ramp-up: decay * (1 - exp(-updates / tau))")
+
+
+class CheckpointSection(Section):
+    """What a run keeps in ``work_dir/checkpoints`` (``last.pt`` is always written and is always the newest)."""
+
+    keep_last: int = Field(1, ge=1, le=1000, description="most recent checkpoints kept, last.pt included: "
+                           "1 keeps last.pt only; N > 1 also keeps the N-1 newest epoch_N.pt")
+    save_best: bool = Field(True, description="keep best.pt, the checkpoint with the best eval.metric")
+
+
 class RuntimeSection(Section):
-    device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps|xpu(:\d+)?)$",
+                        description="'auto', 'cpu', 'cuda' or 'cuda:N' (also 'mps', 'xpu', 'xpu:N')")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     seed: int = 0
     deterministic: bool = False
     work_dir: Path = Path("work_dirs/run")
     channels_last: bool = False
-    checkpoint_interval: int = Field(1, gt=0, description="epochs between numbered checkpoints")
-    threads: int | None = Field(None, gt=0, description="torch CPU threads (default: torch's choice)")
+    checkpoint_interval: int = Field(1, gt=0, description="epochs between numbered checkpoints (keep_last > 1)")
+    checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
+    threads: int | None = Field(None, gt=0, le=1024, description="torch CPU threads (default: torch's choice)")
+    ema: EMASection | None = Field(None, description="keep an EMA of the weights (evaluated and saved)")
 
 
 class EvalSection(Section):
@@ -101,6 +126,7 @@ class WandbSection(Section):
 class LoggingSection(Section):
     interval: int = Field(20, gt=0, description="iterations between log lines")
     wandb: WandbSection = WandbSection()
+    tensorboard: bool = Field(False, description="write TensorBoard event files to work_dir/tensorboard")
 
 
 class RunConfigBase(Section):

@@ -6,6 +6,7 @@ User mistakes raise :class:`~lsvr_core.errors.LsvrError` (the CLI prints the mes
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -25,7 +26,8 @@ def run(cfg: Any, manager: Any, *, resume: str | None = None, nproc_per_node: in
     Args:
         cfg: the validated run config.
         manager: the plugin manager.
-        resume: a checkpoint path, ``"auto"`` (``work_dir/checkpoints/last.pt``) or None.
+        resume: a checkpoint path, ``"auto"`` (the latest run's checkpoint) or None. Without ``resume`` a
+            work dir that already holds a run is never reused: see :mod:`lsvr_core.engine.rundir`.
         nproc_per_node: > 1 (and not already inside a launched job) starts that many local processes that
             run the resolved config with DDP.
         source, overrides: how the config was given (logged).
@@ -37,9 +39,7 @@ def run(cfg: Any, manager: Any, *, resume: str | None = None, nproc_per_node: in
     from lsvr_core.engine.trainer import Trainer
 
     if nproc_per_node > 1 and D.env_world_size() <= 1:
-        work_dir = Path(cfg.runtime.work_dir)
-        work_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="launch_", dir=work_dir, delete=False) as fh:
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="lsvr_launch_", delete=False) as fh:
             fh.write(config_to_yaml(cfg))
         try:
             return D.launch(Path(fh.name), nproc_per_node, resume=resume, plugin_files=list(plugin_files or []))
@@ -53,15 +53,11 @@ def run(cfg: Any, manager: Any, *, resume: str | None = None, nproc_per_node: in
         D.cleanup()
 
 
-def _load_model(cfg: Any, manager: Any, checkpoint: str, device: torch.device) -> torch.nn.Module:
+def _load_model(cfg: Any, manager: Any, checkpoint: str, device: torch.device, ckpt: Any = None) -> torch.nn.Module:
     from lsvr_core.engine.build import build_model
 
     model = build_model(cfg, manager)
-    state = C.model_state(C.load(checkpoint), checkpoint)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise LsvrError(f"{checkpoint}: does not match the config's model: {str(err).splitlines()[0]}") from None
+    C.load_model_state(model, C.model_state(C.load(checkpoint) if ckpt is None else ckpt, checkpoint), checkpoint)
     model.to(device)
     if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -74,9 +70,11 @@ def evaluate(cfg: Any, manager: Any, *, checkpoint: str) -> int:
     Runs on every process of a torchrun job (predictions are gathered to rank 0).
     """
     from lsvr_core.engine.build import build_dataset, build_evaluator, setup_runtime
+    from lsvr_core.engine.corrupt import SkipLog
+    from lsvr_core.engine.data import shutdown_workers
     from lsvr_core.engine.evaluate import eval_subset, predict_dataset, score
     from lsvr_core.engine.optim import resolve_precision
-    from lsvr_core.engine.progress import metrics_table
+    from lsvr_core.engine.progress import console_logger, metrics_table
 
     if cfg.eval.evaluator is None:
         raise LsvrError("eval.evaluator is not set: nothing to score the predictions with")
@@ -89,13 +87,15 @@ def evaluate(cfg: Any, manager: Any, *, checkpoint: str) -> int:
         preds = predict_dataset(model, eval_subset(val_ds, cfg.eval.max_images), device=device,
                                 precision=resolve_precision(cfg.runtime.precision, device), dist=dist,
                                 batch_size=cfg.data.val_batch_size, num_workers=cfg.data.num_workers,
-                                size_divisor=cfg.data.size_divisor, channels_last=cfg.runtime.channels_last)
+                                size_divisor=cfg.data.size_divisor, channels_last=cfg.runtime.channels_last,
+                                skip_log=SkipLog(logging.getLogger("lsvr.engine")), log=console_logger())
         if dist.is_main:
             metrics = score(evaluator, preds)
             print(f"{checkpoint}: {len(preds)} images")
             print(metrics_table(metrics))
         return 0
     finally:
+        shutdown_workers()
         D.cleanup()
 
 
@@ -114,70 +114,68 @@ def _prepare(dataset: Any, image: torch.Tensor, image_id: int) -> tuple[torch.Te
                           orig_size=(h, w), image_size=(h, w))
 
 
-def coco_results(pred: Any, category_ids: list[int] | None) -> list[dict[str, Any]]:
-    """COCO results records (``bbox`` xywh, ``score``, ``category_id``, optional ``keypoints`` and RLE
-    ``segmentation``) of one image's original-frame predictions."""
-    out = []
-    for i in range(len(pred)):
-        x0, y0, x1, y1 = pred.boxes[i].tolist()
-        label = int(pred.labels[i])
-        rec: dict[str, Any] = {"image_id": pred.image_id,
-                               "category_id": category_ids[label] if category_ids else label + 1,
-                               "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
-                               "score": round(float(pred.scores[i]), 5)}
-        if pred.keypoints is not None:
-            rec["keypoints"] = [round(v, 2) for v in pred.keypoints[i].flatten().tolist()]
-        if pred.masks is not None and len(pred.masks):
-            import numpy as np
-            from pycocotools import mask as mask_util
-
-            rle = mask_util.encode(np.asfortranarray((pred.masks[i] > 0.5).numpy().astype(np.uint8)))
-            rec["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
-        out.append(rec)
-    return out
-
-
 @torch.no_grad()
 def predict(cfg: Any, manager: Any, *, checkpoint: str, images: list[str], out_dir: str | None = None,
             score_thresh: float = 0.3) -> int:
-    """Draw the predictions on ``images`` as PNGs and write ``results.json`` (COCO results format).
+    """Draw the predictions on ``images`` as PNGs and write ``results.json`` (COCO results format, written by
+    :func:`lsvr_core.results.predictions_to_results`: boxes, and segmentation RLEs / keypoints when the model
+    predicts them).
 
-    Image ids are the file names' digits when they have some (COCO names), else the position in ``images``.
-    Category ids come from the val dataset's ``label_to_cat_id`` when it has them, else label + 1.
+    Output names, image ids and class names: :mod:`lsvr_core.engine.predict_io` (distinct per input path;
+    class names from the checkpoint, so no annotation file is needed). An input that is missing or cannot be
+    decoded (including images too large to decode safely) is reported and skipped; ``results.json`` is
+    always written.
+
+    Returns:
+        0, or 1 when some inputs were skipped.
     """
     from lsvr_core.engine.build import setup_runtime
     from lsvr_core.engine.evaluate import to_cpu_fp32
     from lsvr_core.engine.optim import resolve_precision
+    from lsvr_core.engine.predict_io import checkpoint_classes, image_ids, output_names, predict_dataset_for
+    from lsvr_core.results import predictions_to_results
     from lsvr_core.structures import collate
     from lsvr_core.visualize import draw_predictions, read_image, save_png
 
     setup_runtime(cfg)
     device = D.resolve_device(cfg.runtime.device)
-    section = cfg.data.val if cfg.data.val is not None else cfg.data.train
-    dataset = manager.build("dataset", section, root=cfg.data.root, train=False, task=cfg.task)
-    names = getattr(dataset, "classes", None)
-    category_ids = getattr(dataset, "label_to_cat_id", None)
-    model = _load_model(cfg, manager, checkpoint, device)
+    ckpt = C.load(checkpoint)
+    names, category_ids = checkpoint_classes(ckpt)
+    dataset = predict_dataset_for(cfg, manager, need_annotations=names is None)
+    if names is None:
+        names = getattr(dataset, "classes", None)
+        cat = getattr(dataset, "label_to_cat_id", None)
+        category_ids = list(cat) if cat is not None else None
+    model = _load_model(cfg, manager, checkpoint, device, ckpt=ckpt)
     precision = resolve_precision(cfg.runtime.precision, device)
     out = Path(out_dir) if out_dir else Path(cfg.runtime.work_dir) / "predict"
+    ids, id_source = image_ids(images)
+    if id_source == "positions" and len(images) > 1:
+        print("image ids are the inputs' positions (1, 2, ...): their file names do not give distinct ids",
+              file=sys.stderr)
     results: list[dict[str, Any]] = []
-    for pos, name in enumerate(images):
+    failed: list[str] = []
+    for name, png, image_id in zip(images, output_names(images), ids, strict=True):
         path = Path(name)
-        if not path.is_file():
-            raise LsvrError(f"image not found: {path}")
         try:
+            if not path.is_file():
+                raise OSError("file not found")
             image = read_image(path)
-        except OSError as err:
-            raise LsvrError(f"cannot decode image {path}: {err}") from None
-        digits = "".join(ch for ch in path.stem if ch.isdigit())
-        image_id = int(digits) if digits else pos
+        except Exception as err:  # OSError, PIL's DecompressionBombError, ...: report, skip, go on
+            reason = str(err) if isinstance(err, OSError) else f"{type(err).__name__}: {err}"
+            failed.append(f"{path}: {reason}")
+            print(f"lsvr: skipped {path}: cannot read it: {reason}", file=sys.stderr)
+            continue
         batch = collate([_prepare(dataset, image, image_id)], cfg.data.size_divisor).to(device)
         with precision.autocast():
             pred = to_cpu_fp32(model(batch)[0])
         drawn = draw_predictions(image, pred, names, score_thresh)
         print(f"{path}: {int((pred.scores >= score_thresh).sum())} detections >= {score_thresh} -> "
-              f"{save_png(drawn, out / f'{path.stem}.png')}")
-        results += coco_results(pred, list(category_ids) if category_ids is not None else None)
+              f"{save_png(drawn, out / png)} (image id {image_id})")
+        results += predictions_to_results(pred, (int(image.shape[-2]), int(image.shape[-1])),
+                                          category_ids=list(category_ids) if category_ids is not None else None)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results))
-    print(f"wrote {out / 'results.json'} ({len(results)} detections)", file=sys.stderr)
-    return 0
+    skipped = f"; {len(failed)} of {len(images)} inputs skipped" if failed else ""
+    print(f"wrote {out / 'results.json'} ({len(results)} detections{skipped})", file=sys.stderr)
+    return 1 if failed else 0

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lsvr_core.errors import ConfigError
+from lsvr_core.errors import ConfigError, DataError
 
 
 def setup_runtime(cfg: Any) -> None:
@@ -36,15 +36,22 @@ def build_dataset(cfg: Any, manager: Any, *, train: bool) -> Any:
 
     Raises:
         ConfigError: ``data.val`` is needed but not set.
+        DataError: the dataset holds no image.
     """
     section = cfg.data.train if train else cfg.data.val
     if section is None:
         raise ConfigError("data.val is not set: evaluation needs a validation dataset")
     dataset = manager.build("dataset", section, root=cfg.data.root, train=train, task=cfg.task)
+    if len(dataset) == 0:
+        split = "train" if train else "val"
+        raise DataError(f"data.{split} ({section.type}): the dataset is empty after loading and filtering; check its "
+                        f"files, and the warnings above for what was dropped (on_bad_annotation, filter_empty)")
     if train and isinstance(getattr(dataset, "aug_seed", None), int):
         # augmentation follows runtime.seed as well as the dataset's own seed
         dataset.aug_seed = dataset.aug_seed * 1_000_003 + cfg.runtime.seed
-    return dataset
+    from lsvr_core.engine.corrupt import CorruptPolicy
+
+    return CorruptPolicy(dataset, getattr(cfg.data, "on_corrupt", "error"), train=train)
 
 
 def build_evaluator(cfg: Any, manager: Any, dataset: Any) -> Any | None:
@@ -69,3 +76,15 @@ def build_model(cfg: Any, manager: Any) -> nn.Module:
         cfg = cfg.model_copy(deep=True)
         cfg.model.backbone.pretrained = True
     return build_detector(cfg, manager)
+
+
+def check_batch_size(cfg: Any, num_images: int, world_size: int) -> None:
+    """Refuse a global batch larger than the training set (the sampler would repeat images to fill it).
+
+    Raises:
+        ConfigError: ``data.batch_size * world_size > num_images``.
+    """
+    if cfg.data.batch_size * world_size > num_images:
+        procs = f" x {world_size} processes" if world_size > 1 else ""
+        raise ConfigError(f"data.batch_size={cfg.data.batch_size}{procs} is larger than the {num_images} training "
+                          f"images; lower data.batch_size")

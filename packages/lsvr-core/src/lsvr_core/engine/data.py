@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import signal
+import weakref
 from collections.abc import Iterator, Sequence
 from functools import partial
 from typing import Any
@@ -149,12 +150,74 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
+_LIVE_ITERATORS: weakref.WeakSet = weakref.WeakSet()
+
+
+class _Loader(DataLoader):
+    """A DataLoader whose worker iterators :func:`shutdown_workers` can stop."""
+
+    def __iter__(self) -> Any:
+        it = super().__iter__()
+        if hasattr(it, "_shutdown_workers"):
+            _LIVE_ITERATORS.add(it)
+        return it
+
+
+def shutdown_workers() -> None:
+    """Stop the worker processes of every loader iterator still alive.
+
+    An exception raised in the training or evaluation loop keeps its loader iterator referenced by the
+    traceback; its workers ignore SIGTERM (see :func:`_seed_worker`), so without this the interpreter would
+    wait for them forever at exit.
+    """
+    for it in list(_LIVE_ITERATORS):
+        it._shutdown_workers()  # noqa: SLF001 (torch has no public way to stop an iterator's workers)
+    _LIVE_ITERATORS.clear()
+
+
+def _as_list(samples: list[Any]) -> list[Any]:
+    return samples
+
+
+class MainProcessCollate:
+    """Iterate a loader whose workers return lists of samples and collate them here, in the main process.
+
+    Workers then ship each image as decoded (uint8, 4x smaller than the padded float32 batch) and the padding
+    copy runs once, in the process that consumes the batch (``benchmarks/data_pipeline.txt``). Pinning (CUDA)
+    happens after the collate.
+    """
+
+    def __init__(self, loader: DataLoader, collate_fn: Any, pin_memory: bool) -> None:
+        self.loader, self.collate_fn, self.pin_memory = loader, collate_fn, pin_memory
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    @property
+    def sampler(self) -> Any:
+        """The wrapped loader's sampler (evaluation: this rank's :class:`ShardSampler`)."""
+        return self.loader.sampler
+
+    def __iter__(self) -> Iterator[Any]:
+        for samples in self.loader:
+            batch = self.collate_fn(samples)
+            if self.pin_memory:
+                images = batch[0].images if isinstance(batch, tuple) else batch.images
+                pinned = images.pin_memory()
+                if isinstance(batch, tuple):
+                    batch[0].images = pinned
+                else:
+                    batch.images = pinned
+            yield batch
+
+
 def train_loader(dataset: SeededDataset, sampler: GroupedBatchSampler, *, num_workers: int, pin_memory: bool,
-                 size_divisor: int, seed: int) -> DataLoader:
+                 size_divisor: int, seed: int) -> MainProcessCollate:
     """A training loader over ``sampler``; a private generator keeps the global torch RNG untouched."""
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
-                      collate_fn=partial(collate, size_divisor=size_divisor), worker_init_fn=_seed_worker,
-                      generator=torch.Generator().manual_seed(seed), persistent_workers=False)
+    loader = _Loader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=_as_list,
+                     worker_init_fn=_seed_worker, generator=torch.Generator().manual_seed(seed),
+                     persistent_workers=False)
+    return MainProcessCollate(loader, partial(collate, size_divisor=size_divisor), pin_memory)
 
 
 class ShardSampler(Sampler[int]):
@@ -171,15 +234,16 @@ class ShardSampler(Sampler[int]):
 
 
 def eval_loader(dataset: Any, *, batch_size: int, rank: int, world_size: int, num_workers: int,
-                pin_memory: bool, size_divisor: int) -> DataLoader:
+                pin_memory: bool, size_divisor: int) -> MainProcessCollate:
     """A sequential, rank-sharded loader that also yields each batch's dataset indices.
 
-    Batches are ``(Batch, list[int])``.
+    Batches are ``(Batch, list[int])``; ``sampler`` is the :class:`ShardSampler` (its length is this rank's
+    image count).
     """
     sampler = ShardSampler(len(dataset), rank, world_size)
-    return DataLoader(_Indexed(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      pin_memory=pin_memory, collate_fn=partial(_collate_indexed, size_divisor=size_divisor),
-                      worker_init_fn=_seed_worker)
+    loader = _Loader(_Indexed(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                     collate_fn=_as_list, worker_init_fn=_seed_worker)
+    return MainProcessCollate(loader, partial(_collate_indexed, size_divisor=size_divisor), pin_memory)
 
 
 class _Indexed(Dataset):

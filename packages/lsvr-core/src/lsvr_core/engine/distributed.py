@@ -55,10 +55,13 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         name = f"cuda:{local_rank}"
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        from lsvr_core.errors import ConfigError
+    from lsvr_core.errors import ConfigError
 
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"runtime.device={name!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"runtime.device={name!r} but CUDA is not available on this machine; use 'cpu' or 'auto'")
     return device
 

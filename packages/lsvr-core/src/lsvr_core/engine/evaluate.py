@@ -11,8 +11,10 @@ from torch import nn
 from torch.utils.data import Subset
 
 from lsvr_core.engine import distributed as D
+from lsvr_core.engine.corrupt import SkipLog, is_placeholder, take_skipped
 from lsvr_core.engine.data import eval_loader
 from lsvr_core.engine.optim import Precision
+from lsvr_core.engine.progress import EvalProgress
 from lsvr_core.structures import Predictions
 
 
@@ -35,9 +37,12 @@ def eval_subset(dataset: Any, max_images: int | None) -> Any:
 
 @torch.no_grad()
 def predict_dataset(model: nn.Module, dataset: Any, *, device: torch.device, precision: Precision, dist: D.DistInfo,
-                    batch_size: int, num_workers: int, size_divisor: int, channels_last: bool = False
-                    ) -> list[tuple[int, Predictions]]:
+                    batch_size: int, num_workers: int, size_divisor: int, channels_last: bool = False,
+                    skip_log: SkipLog | None = None, log: Any = None) -> list[tuple[int, Predictions]]:
     """Predictions (original frame, CPU, float32) of every image, gathered from all ranks, sorted by index.
+
+    Images dropped by ``data.on_corrupt: skip`` get no prediction (and are noted in ``skip_log``). With ``log``
+    (the engine logger), rank 0 shows progress (:class:`~lsvr_core.engine.progress.EvalProgress`).
 
     Returns:
         ``[(dataset index, Predictions)]`` on every rank.
@@ -47,16 +52,22 @@ def predict_dataset(model: nn.Module, dataset: Any, *, device: torch.device, pre
     was_training = model.training
     model.eval()
     local: list[tuple[int, Predictions]] = []
+    progress = EvalProgress(log, len(loader.sampler) if hasattr(loader, "sampler") else len(dataset),
+                            enabled=dist.is_main)
     try:
         for batch, indices in loader:
+            take_skipped(batch.targets, skip_log)
+            keep = [not is_placeholder(t) for t in batch.targets]
             batch = batch.to(device)
             if channels_last:
                 batch.images = batch.images.contiguous(memory_format=torch.channels_last)
             with precision.autocast():
                 preds = model(batch)
-            local += [(i, to_cpu_fp32(p)) for i, p in zip(indices, preds)]
+            local += [(i, to_cpu_fp32(p)) for i, p, k in zip(indices, preds, keep, strict=True) if k]
+            progress.update(len(indices))
     finally:
         model.train(was_training)
+        progress.close()
     gathered = [item for part in D.all_gather_objects(local, dist) for item in part]
     return sorted(gathered, key=lambda item: item[0])
 
@@ -69,23 +80,3 @@ def score(evaluator: Any, predictions: list[tuple[int, Predictions]]) -> dict[st
     for i in range(0, len(preds), chunk):
         evaluator.process(preds[i : i + chunk])
     return {k: float(v) for k, v in evaluator.evaluate().items()}
-
-
-def draw_samples(dataset: Any, predictions: list[tuple[int, Predictions]], *, num: int, out_dir: Path, tag: str,
-                 class_names: list[str] | None, score_thresh: float = 0.3) -> dict[str, Path]:
-    """Draw the first ``num`` predictions on their images (resized back to the original size) as PNGs.
-
-    Returns:
-        caption -> PNG path.
-    """
-    from lsvr_core.visualize import draw_predictions, resize_to, save_png
-
-    out: dict[str, Path] = {}
-    for index, pred in predictions[:num]:
-        image, meta = dataset[index]
-        if meta.flipped:
-            image = image.flip(-1)
-        drawn = draw_predictions(resize_to(image, tuple(meta.orig_size)), pred, class_names, score_thresh)
-        caption = f"{tag}/image_{meta.image_id}"
-        out[caption] = save_png(drawn, out_dir / f"{tag}_image_{meta.image_id}.png")
-    return out

@@ -37,7 +37,7 @@ def build_optimizer(model: nn.Module, cfg: OptimSection) -> torch.optim.Optimize
 
         raise ConfigError("the model has no trainable parameters (every stage frozen?)")
     if cfg.type == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
 
 

@@ -21,11 +21,16 @@ from torch.nn.parallel import DistributedDataParallel
 from lsvr_core import __version__
 from lsvr_core.engine import checkpoint as C
 from lsvr_core.engine import distributed as D
-from lsvr_core.engine.build import build_dataset, build_evaluator, build_model, setup_runtime
-from lsvr_core.engine.data import GroupedBatchSampler, SeededDataset, train_loader
-from lsvr_core.engine.evaluate import draw_samples, eval_subset, predict_dataset, score
+from lsvr_core.engine.build import build_dataset, build_evaluator, build_model, check_batch_size, setup_runtime
+from lsvr_core.engine.corrupt import SkipLog, take_skipped
+from lsvr_core.engine.data import GroupedBatchSampler, SeededDataset, shutdown_workers, train_loader
+from lsvr_core.engine.ema import build_ema
+from lsvr_core.engine.emergency import write_emergency
+from lsvr_core.engine.evaluate import eval_subset, predict_dataset, score
 from lsvr_core.engine.optim import build_optimizer, grad_norm_params, resolve_precision
+from lsvr_core.engine.predict_io import checkpoint_meta
 from lsvr_core.engine.progress import Progress, metrics_table
+from lsvr_core.engine.rundir import select_run_dir
 from lsvr_core.engine.schedule import build_scheduler
 from lsvr_core.engine.workdir import WorkDir, close_logging, setup_logging
 from lsvr_core.errors import LsvrError
@@ -43,24 +48,31 @@ class Trainer:
         cfg: the validated run config.
         manager: the plugin manager (components and lifecycle hooks).
         dist, device: from :func:`lsvr_core.engine.distributed.setup`.
-        resume: checkpoint path, ``"auto"`` (``work_dir/checkpoints/last.pt``) or None.
+        resume: checkpoint path, ``"auto"`` (the latest run's checkpoint, :mod:`lsvr_core.engine.rundir`) or None.
         source: the config reference the run was started with (logged).
     """
 
     def __init__(self, cfg: Any, manager: Any, *, dist: D.DistInfo, device: torch.device,
                  resume: str | None = None, source: str = "") -> None:
+        cfg, resume, run_dir_note = select_run_dir(cfg, resume, dist)
         self.cfg, self.manager, self.dist, self.device = cfg, manager, dist, device
         self.work = WorkDir(Path(cfg.runtime.work_dir))
         if dist.is_main:
             self.work.create(cfg, manager.distributions())
         D.barrier(dist)
         self.log, self._drop = setup_logging(self.work.log, dist.is_main)
+        self.skips = SkipLog(self.log)
+        for tmp in C.remove_stale_temporaries(self.work.checkpoints) if dist.is_main else ():
+            self.log.info(f"removed {tmp}, left by an interrupted checkpoint write")
         setup_runtime(cfg)
         self.precision = resolve_precision(cfg.runtime.precision, device)
         self.log.info(f"lsvr {__version__} run {source or '(config object)'} -> {self.work.root} | device {device} "
                       f"x{dist.world_size} | precision {self.precision.name} | torch {torch.__version__}")
+        if run_dir_note:
+            self.log.info(run_dir_note)
 
         self.train_ds = SeededDataset(build_dataset(cfg, manager, train=True), cfg.runtime.seed)
+        check_batch_size(cfg, len(self.train_ds), dist.world_size)
         self.sampler = GroupedBatchSampler(
             self.train_ds.aspect_ratios() if cfg.data.aspect_ratio_grouping else [1.0] * len(self.train_ds),
             cfg.data.batch_size, rank=dist.rank, world_size=dist.world_size, seed=cfg.runtime.seed)
@@ -75,8 +87,10 @@ class Trainer:
         if cfg.runtime.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if cfg.model.init_from and cfg.model.init_from != "torchvision":
-            C.load_weights(model, cfg.model.init_from, self.log)
+            C.load_weights(model, cfg.model.init_from, self.log, min_fraction=cfg.model.init_from_min_fraction,
+                           strict=cfg.model.init_from_strict)
         self.model = model
+        self.ema = build_ema(model, cfg.runtime.ema.decay, cfg.runtime.ema.tau) if cfg.runtime.ema else None
         self.optimizer = build_optimizer(model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, self.iters_per_epoch, self.total_iters)
         self.scaler = self.precision.grad_scaler()
@@ -96,11 +110,14 @@ class Trainer:
     def _resume(self, resume: str | None) -> bool:
         if not resume:
             return False
-        path = self.work.last if resume == "auto" else Path(resume)
+        path = Path(resume)  # "auto" was resolved by select_run_dir
         ckpt = C.load(path)
-        if "optimizer" not in ckpt:
-            raise LsvrError(f"{path}: holds weights only, cannot resume a run from it (use model.init_from)")
-        self.model.load_state_dict(ckpt["model"])
+        C.check_resumable(ckpt, path)
+        # with runtime.ema, "model" holds the averaged weights and "model_raw" the trained ones
+        raw = {"model": ckpt["model_raw"]} if "model_raw" in ckpt else ckpt
+        C.load_model_state(self.model, C.model_state(raw, path), path)
+        if self.ema is not None and "ema" in ckpt:
+            self.ema.load_state_dict(ckpt["ema"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -113,22 +130,30 @@ class Trainer:
         return True
 
     def _state(self) -> dict[str, Any]:
+        if self.ema is not None:  # the averaged weights are the run's weights; the trained ones resume it
+            return {**self._train_state(), "model": self.ema.module.state_dict(),
+                    "model_raw": self.model.state_dict(), "ema": self.ema.state_dict()}
+        return self._train_state()
+
+    def _train_state(self) -> dict[str, Any]:
         return {
             "format": C.FORMAT, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "epoch": self.epoch,
             "iter": self.iter, "batch_in_epoch": self.batch_in_epoch, "best": self.best,
             "best_iter": self.best_iter, "rng": C.rng_state(),
-            "meta": {"lsvr_core": str(__version__), "torch": str(torch.__version__)},
+            "meta": {"lsvr_core": str(__version__), "torch": str(torch.__version__), **checkpoint_meta(self.train_ds)},
         }
 
     def save(self, *, numbered: int | None = None, best: bool = False) -> None:
-        """Write ``last.pt`` (and ``epoch_N.pt`` / ``best.pt``) on rank 0."""
+        """Write ``last.pt`` (and ``epoch_N.pt`` / ``best.pt``, per ``runtime.checkpoint``) on rank 0."""
         if self.dist.is_main:
             state = self._state()
+            retention = self.cfg.runtime.checkpoint
             C.save_atomic(state, self.work.last)
-            if numbered is not None:
+            if numbered is not None and retention.keep_last > 1:
                 C.save_atomic(state, self.work.epoch_checkpoint(numbered))
-            if best:
+                C.prune_numbered(self.work.checkpoints, keep=retention.keep_last - 1)
+            if best and retention.save_best:
                 C.save_atomic(state, self.work.best)
         self.last_saved_iter = self.iter
         D.barrier(self.dist)
@@ -166,7 +191,12 @@ class Trainer:
         except KeyboardInterrupt:
             status = "interrupted"
             raise
+        except Exception as err:
+            if not isinstance(err, NonFiniteLoss):
+                write_emergency(self, err)
+            raise
         finally:
+            shutdown_workers()
             for s, h in old_handlers.items():
                 signal.signal(s, h)
             try:
@@ -190,14 +220,17 @@ class Trainer:
             loader = train_loader(self.train_ds, self.sampler, seed=cfg.runtime.seed + self.epoch, **loader_args)
             progress.start_epoch(self.epoch, cfg.schedule.epochs, self.iters_per_epoch, self.batch_in_epoch, self.iter)
             for batch in loader:
+                take_skipped(batch.targets, self.skips)
                 stop = self._step(batch)
                 self.batch_in_epoch += 1
                 self.iter += 1
                 lr = self._last_lr
                 progress.update(self.iter, self.batch_in_epoch, self._last_losses, lr)
                 if self.iter % cfg.logging.interval == 0:
-                    self.manager.hook.lsvr_log_metrics(run=self.run, step=self.iter,
-                                                       metrics={**self._last_losses, "lr": lr, "epoch": self.epoch})
+                    scalars = {**self._last_losses, "lr": lr, "epoch": self.epoch}
+                    if self.dist.is_main:
+                        self.work.append_metrics({"step": self.iter, **scalars}, self.work.scalars)
+                    self.manager.hook.lsvr_log_metrics(run=self.run, step=self.iter, metrics=scalars)
                 if stop or (self.stop_signal is not None and not self.dist.distributed):
                     progress.close()
                     return self._interrupted()
@@ -213,11 +246,27 @@ class Trainer:
             if not final and self._stop_requested():
                 return self._interrupted()
         self.log.info(f"done: {self.iter} iterations; checkpoints in {self.work.checkpoints}")
+        self._plot_curves()
         return 0
+
+    def _plot_curves(self) -> None:
+        """Write ``curves.png`` (losses, lr, AP) on rank 0 and send it to the loggers; never fails the run."""
+        if not self.dist.is_main:
+            return
+        from lsvr_core.engine.curves import plot_curves
+
+        try:
+            path = plot_curves(self.work.scalars, self.work.metrics, self.work.curves)
+        except Exception as err:  # a plotting problem must not turn a finished run into a failed one
+            self.log.warning(f"could not draw {self.work.curves}: {type(err).__name__}: {err}")
+            return
+        if path is not None:
+            self.manager.hook.lsvr_log_images(run=self.run, step=self.iter, images={"curves": path})
 
     def _step(self, batch: Any) -> bool:
         """One optimisation step; returns True when some rank asked to stop (after this step)."""
         batch = batch.to(self.device)
+        batch.progress = self.iter / max(self.total_iters, 1)
         if self.cfg.runtime.channels_last:
             batch.images = batch.images.contiguous(memory_format=torch.channels_last)
         with self.precision.autocast():
@@ -241,6 +290,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(list(grad_norm_params(self.optimizer)), self.cfg.optim.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         self.scheduler.step()
         return reduced[-1] > 0
 
@@ -264,15 +315,18 @@ class Trainer:
 
     def _end_of_epoch(self, final: bool, numbered: int | None) -> None:
         cfg = self.cfg
+        keep_numbered = numbered if numbered is not None and numbered % cfg.runtime.checkpoint_interval == 0 else None
+        self.save(numbered=keep_numbered)  # before evaluating: a failing evaluation loses nothing
         metrics: dict[str, float] = {}
         if self.can_eval and (final or (numbered is not None and numbered % cfg.eval.interval == 0)):
             metrics = self.evaluate(tag=f"iter_{self.iter}")
-        improved = False
         main = metrics.get(cfg.eval.metric)
         if main is not None and math.isfinite(main) and (self.best is None or main > self.best):
-            self.best, self.best_iter, improved = main, self.iter, True
-        keep_numbered = numbered if numbered is not None and numbered % cfg.runtime.checkpoint_interval == 0 else None
-        self.save(numbered=keep_numbered, best=improved)
+            self.best, self.best_iter = main, self.iter
+            self.save(best=True)  # last.pt again too, so that a resumed run knows the new best
+        skipped = self.skips.flush()
+        if skipped and self.dist.is_main:
+            self.work.append_metrics({"epoch": self.epoch, "iter": self.iter, "skipped_images": skipped})
         self.manager.hook.lsvr_epoch_end(run=self.run, epoch=self.epoch, iteration=self.iter, metrics=metrics)
 
     def evaluate(self, tag: str) -> dict[str, float]:
@@ -280,10 +334,12 @@ class Trainer:
         cfg = self.cfg
         t0 = time.perf_counter()
         model = self.ddp.module if isinstance(self.ddp, DistributedDataParallel) else self.ddp
+        model = self.ema.module if self.ema is not None else model
         subset = eval_subset(self.val_ds, cfg.eval.max_images)
         preds = predict_dataset(model, subset, device=self.device, precision=self.precision, dist=self.dist,
                                 batch_size=cfg.data.val_batch_size, num_workers=cfg.data.num_workers,
-                                size_divisor=cfg.data.size_divisor, channels_last=cfg.runtime.channels_last)
+                                size_divisor=cfg.data.size_divisor, channels_last=cfg.runtime.channels_last,
+                                skip_log=self.skips, log=self.log)
         metrics: dict[str, float] = {}
         if self.dist.is_main:
             metrics = score(self.evaluator, preds)
@@ -295,7 +351,11 @@ class Trainer:
             self.log.info(f"evaluation at iteration {self.iter} ({len(preds)} images, "
                           f"{time.perf_counter() - t0:.1f} s):\n{metrics_table(metrics)}")
             if cfg.eval.num_draw:
-                images = draw_samples(self.val_ds, preds, num=cfg.eval.num_draw, out_dir=self.work.predictions,
-                                      tag=tag, class_names=getattr(self.val_ds, "classes", None))
-                self.manager.hook.lsvr_log_images(run=self.run, step=self.iter, images=images)
+                from lsvr_core.gallery import draw_gallery
+
+                gallery = draw_gallery(self.val_ds, preds, num=cfg.eval.num_draw,
+                                       out_path=self.work.predictions / f"gallery_{tag}.png",
+                                       class_names=getattr(self.val_ds, "classes", None))
+                if gallery is not None:
+                    self.manager.hook.lsvr_log_images(run=self.run, step=self.iter, images={f"gallery/{tag}": gallery})
         return D.broadcast_object(metrics, self.dist)

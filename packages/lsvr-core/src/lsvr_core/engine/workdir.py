@@ -1,13 +1,14 @@
 """The run's work directory: resolved config, plugin versions, metrics, log file, checkpoints.
 
-Layout (written by rank 0 only)::
+A new run never reuses a folder that holds a run (:mod:`lsvr_core.engine.rundir`: ``work_dirs/x``,
+``work_dirs/x2``, ...). Layout (written by rank 0 only)::
 
     work_dir/
       config.resolved.yaml   the validated config with every default filled in
       plugins.json           {distribution: version} of every loaded plugin
       metrics.jsonl          one JSON object per evaluation: epoch, iter and metric keys
       log.txt                the run's log lines (progress, evaluation tables, warnings)
-      checkpoints/           last.pt, best.pt, epoch_N.pt
+      checkpoints/           last.pt, best.pt, epoch_N.pt (emergency.pt after a crash)
       predictions/           drawn predictions after each evaluation
 """
 
@@ -69,17 +70,31 @@ class WorkDir:
         """Make the folders, write ``config.resolved.yaml`` and ``plugins.json``, create ``metrics.jsonl``
         (kept when it exists: a resumed run appends)."""
         from lsvr_core.config import config_to_yaml
+        from lsvr_core.errors import ConfigError
 
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
-        self.predictions.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(config_to_yaml(cfg))
-        self.plugins.write_text(json.dumps(dict(sorted(distributions.items())), indent=2) + "\n")
-        self.metrics.touch()
+        try:
+            self.checkpoints.mkdir(parents=True, exist_ok=True)
+            self.predictions.mkdir(parents=True, exist_ok=True)
+            self.config.write_text(config_to_yaml(cfg))
+            self.plugins.write_text(json.dumps(dict(sorted(distributions.items())), indent=2) + "\n")
+            self.metrics.touch()
+        except OSError as err:
+            where = err.filename or self.root
+            raise ConfigError(f"runtime.work_dir={str(self.root)!r}: cannot write {where}: "
+                              f"{err.strerror or err}; choose another runtime.work_dir") from None
 
-    def append_metrics(self, record: dict[str, Any]) -> None:
-        """Append one JSON line to ``metrics.jsonl`` (non-finite floats are written as null)."""
+    @property
+    def scalars(self) -> Path:
+        return self.root / "scalars.jsonl"
+
+    @property
+    def curves(self) -> Path:
+        return self.root / "curves.png"
+
+    def append_metrics(self, record: dict[str, Any], path: Path | None = None) -> None:
+        """Append one JSON line to ``metrics.jsonl`` (or ``path``; non-finite floats are written as null)."""
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-        with self.metrics.open("a") as fh:
+        with (path or self.metrics).open("a") as fh:
             fh.write(json.dumps(clean) + "\n")
 
 
@@ -114,12 +129,26 @@ def setup_logging(log_file: Path | None, is_main: bool) -> tuple[logging.Logger,
         handler = logging.FileHandler(log_file)
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
         logger.addHandler(handler)
+        _bridge_warnings(log_file)
     return logger, drop
+
+
+def _bridge_warnings(log_file: Path) -> None:
+    """Send warnings of other loggers (plugins: dropped annotations, skipped images) to stderr and the run log."""
+    root = logging.getLogger()
+    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(log_file)):
+        handler.setLevel(logging.WARNING)
+        fmt = "%(asctime)s %(message)s" if isinstance(handler, logging.FileHandler) else "%(message)s"
+        handler.setFormatter(logging.Formatter(fmt, "%Y-%m-%d %H:%M:%S"))
+        handler._lsvr_bridge = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
 
 
 def close_logging(logger: logging.Logger | None = None) -> None:
     """Remove and close the handlers of the engine logger (between runs in one process)."""
     logger = logger or logging.getLogger(LOGGER_NAME)
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
+    root = logging.getLogger()
+    bridges = [(root, h) for h in root.handlers if getattr(h, "_lsvr_bridge", False)]
+    for owner, handler in [(logger, h) for h in list(logger.handlers)] + bridges:
+        owner.removeHandler(handler)
         handler.close()

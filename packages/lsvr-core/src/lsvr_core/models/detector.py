@@ -18,7 +18,9 @@ class Detector(nn.Module):
     ``forward(batch)``: ``batch.images`` (B, 3, H, W) float32 RGB in [0, 255], zero padded to the right and
     bottom. In training mode it returns the head's dict of scalar losses; in eval mode one
     :class:`Predictions` per image in the *original* frame (the head's input-frame predictions mapped back
-    with each image's ``Targets.scale`` / ``flipped``).
+    with each image's ``Targets.scale`` / ``flipped``). In training mode a head that defines
+    ``transform_train_batch(batch) -> Batch`` gets the raw batch first (images still in [0, 255]) and the
+    backbone sees what it returns (MutualGuide's MixUp uses this with ``Batch.progress``).
 
     Args:
         backbone, neck, head: built components (``neck`` may be None).
@@ -58,6 +60,8 @@ class Detector(nn.Module):
         return self.neck(features) if self.neck is not None else features
 
     def forward(self, batch: Batch) -> dict[str, Tensor] | list[Predictions]:
+        if self.training and hasattr(self.head, "transform_train_batch"):
+            batch = self.head.transform_train_batch(batch)  # e.g. MixUp of the images (and a record of it)
         features = self.features(batch)
         if self.training:
             return self.head(features, batch)

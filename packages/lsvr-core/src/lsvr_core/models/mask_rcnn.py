@@ -190,13 +190,13 @@ class MaskRCNNHead(nn.Module):
         detections, _ = self.roi_heads(feats, proposals, images.image_sizes)
         out = []
         for det, t in zip(detections, batch.targets):
-            masks, extras = None, {}
+            masks, roi_masks = None, None
             if self.with_mask:
                 masks = paste_masks_in_image(det["masks"], det["boxes"], tuple(t.image_size))[:, 0]  # (N, H, W)
                 if self.mask_paste_frame == "original":
-                    extras["roi_masks"] = det["masks"][:, 0]  # (N, 28, 28), pasted by Predictions.to_original
+                    roi_masks = det["masks"][:, 0]  # (N, 28, 28), pasted by Predictions.to_original
             out.append(Predictions(boxes=det["boxes"], scores=det["scores"], labels=det["labels"] - 1,
-                                   image_id=t.image_id, masks=masks, extras=extras))
+                                   image_id=t.image_id, masks=masks, roi_masks=roi_masks))
         return out
 
 

@@ -58,11 +58,13 @@ def check_config_roundtrip(cfg: ComponentConfig, kind: str, manager: Any = None)
         f"`type: Literal[{cfg.type!r}] = {cfg.type!r}`")
     manager = manager or default_registry()
     by_kind: dict[str, list[type[ComponentConfig]]] = {}
+    implements: dict[type[ComponentConfig], tuple[str, ...]] = {}
     for spec in manager.components():
         if spec.config is not None and not (spec.kind == kind and spec.name == cfg.type):
             by_kind.setdefault(spec.kind, []).append(spec.config)
+            implements[spec.config] = spec.implements
     by_kind.setdefault(kind, []).append(type(cfg))
-    model = Resolver(by_kind).model(type(cfg))
+    model = Resolver(by_kind, implements).model(type(cfg))
     data = json.loads(json.dumps(cfg.model_dump(mode="json", serialize_as_any=True)))
     try:
         again = model.model_validate(data)

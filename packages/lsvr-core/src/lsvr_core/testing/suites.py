@@ -144,12 +144,14 @@ def _check_predictions(preds: Any, batch: Batch, num_classes: int, task: str, wh
 
 def check_head(factory_or_spec: Any, cfg: HeadConfig, input_shape: dict[str, ShapeSpec] | None = None, *,
                num_classes: int = 3, task: str = "bbox", image_size: tuple[int, int] = (96, 160),
-               batch: Batch | None = None, allow_unused: Iterable[str] = (), manager: Any = None) -> nn.Module:
+               batch: Batch | None = None, allow_unused: Iterable[str] = (), manager: Any = None,
+               extra_fields: Iterable[Any] = ()) -> nn.Module:
     """Check a head on random features of ``input_shape`` (default p3..p7, 64 channels) and a synthetic batch
     (:func:`~lsvr_core.testing.synthetic.make_batch`: boxes of three scales incl. a crowd box, an empty padded
     image): training ``forward`` returns finite scalar losses named ``loss*`` whose gradients reach every
     trainable parameter and the features; ``predict`` returns well-formed input-frame :class:`Predictions`
-    (segm: masks or contours; pose: keypoints) that map to the original frame."""
+    (segm: masks or contours; pose: keypoints) that map to the original frame. ``extra_fields``: declared
+    :class:`~lsvr_core.fields.TargetFieldSpec` the head reads from ``Targets.extras``, derived into the batch."""
     check_config_roundtrip(cfg, "head", manager)
     registry = manager or default_registry()
     input_shape = input_shape or DEFAULT_NECK_SHAPE
@@ -157,7 +159,7 @@ def check_head(factory_or_spec: Any, cfg: HeadConfig, input_shape: dict[str, Sha
     what = f"head {cfg.type!r} (task {task})"
     assert isinstance(head, nn.Module), f"{what}: factory must return an nn.Module, got {type(head).__name__}"
     assert callable(getattr(head, "predict", None)), f"{what}: has no predict(features, batch) method"
-    batch = batch or make_batch(image_size, num_classes)
+    batch = batch or make_batch(image_size, num_classes, extra_fields=tuple(extra_fields))
     padded = tuple(batch.images.shape[-2:])
     features = make_features(input_shape, padded, len(batch.targets), requires_grad=True)
     torch.manual_seed(0)

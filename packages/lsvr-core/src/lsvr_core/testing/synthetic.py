@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from lsvr_core.contracts import ShapeSpec
-from lsvr_core.structures import NUM_CONTOUR_POINTS, NUM_KEYPOINTS, Batch, Targets
+from lsvr_core.fields import TargetFieldSpec
+from lsvr_core.structures import NUM_KEYPOINTS, Batch, Targets
 
 
 def feature_size(image_size: tuple[int, int], stride: int) -> tuple[int, int]:
@@ -29,68 +31,51 @@ def make_features(input_shape: dict[str, ShapeSpec], image_size: tuple[int, int]
     return out
 
 
-def _rectangle_contour(box: Tensor, n: int) -> Tensor:
-    """``n`` points walking the border of an xyxy box clockwise (image coordinates) from its top-left corner."""
-    x0, y0, x1, y1 = box.tolist()
-    w, h = x1 - x0, y1 - y0
-    t = torch.arange(n, dtype=torch.float32) * (2 * (w + h) / n)  # arc length of each point
-    pts = torch.zeros(n, 2)
-    for i, s in enumerate(t.tolist()):
-        if s < w:
-            pts[i] = torch.tensor([x0 + s, y0])
-        elif s < w + h:
-            pts[i] = torch.tensor([x1, y0 + s - w])
-        elif s < 2 * w + h:
-            pts[i] = torch.tensor([x1 - (s - w - h), y1])
-        else:
-            pts[i] = torch.tensor([x0, y1 - (s - 2 * w - h)])
-    return pts
-
-
 def make_targets(boxes: Tensor, labels: Tensor, image_size: tuple[int, int], image_id: int = 0,
-                 iscrowd: Tensor | None = None, seed: int = 0) -> Targets:
+                 iscrowd: Tensor | None = None, seed: int = 0,
+                 extra_fields: Sequence[TargetFieldSpec] = ()) -> Targets:
     """:class:`Targets` with every field filled consistently from rectangular instances.
 
     Args:
         boxes: (N, 4) float32 xyxy pixels inside ``image_size``.
         labels: (N,) int64.
         image_size: (H, W) pixels; the original size equals it (scale 1, not flipped).
+        extra_fields: declared fields to fill in ``extras`` with their ``derive`` function (e.g. a plugin's
+            own per-instance field); a field without one raises ConfigError.
     Returns:
-        Targets whose masks, polygons, contours (36 points), extreme points and keypoints (17, visibility 2,
-        random points inside each box) describe the rectangles.
+        Targets whose masks, polygons and keypoints (17, visibility 2, random points inside each box) describe
+        the rectangles, plus the derived ``extra_fields``.
     """
     gen = torch.Generator().manual_seed(seed)
     h, w = image_size
     n = len(boxes)
     masks = torch.zeros(n, h, w, dtype=torch.uint8)
-    polygons, contours, extremes = [], [], []
+    polygons = []
     for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
         masks[i, int(y0):math.ceil(y1), int(x0):math.ceil(x1)] = 1
         polygons.append([np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float32)])
-        contours.append(_rectangle_contour(boxes[i], NUM_CONTOUR_POINTS))
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        extremes.append(torch.tensor([[cx, y0], [x0, cy], [cx, y1], [x1, cy]]))
     rand = torch.rand(n, NUM_KEYPOINTS, 2, generator=gen)
     keypoints = torch.zeros(n, NUM_KEYPOINTS, 3)
     keypoints[..., 0] = boxes[:, None, 0] + rand[..., 0] * (boxes[:, None, 2] - boxes[:, None, 0])
     keypoints[..., 1] = boxes[:, None, 1] + rand[..., 1] * (boxes[:, None, 3] - boxes[:, None, 1])
     keypoints[..., 2] = 2
-    return Targets(
+    targets = Targets(
         boxes=boxes.float(), labels=labels.long(), image_id=image_id, orig_size=image_size, image_size=image_size,
         iscrowd=iscrowd if iscrowd is not None else torch.zeros(n, dtype=torch.bool),
-        polygons=polygons, masks=masks, keypoints=keypoints,
-        extreme_points=torch.stack(extremes) if n else torch.zeros(0, 4, 2),
-        contours=torch.stack(contours) if n else torch.zeros(0, NUM_CONTOUR_POINTS, 2),
-        ann_ids=torch.arange(n, dtype=torch.int64), difficult=torch.zeros(n, dtype=torch.bool),
+        polygons=polygons, masks=masks, keypoints=keypoints, ann_ids=torch.arange(n, dtype=torch.int64),
     )
+    for spec in extra_fields:
+        targets.extras.add(spec, spec.derive_fn()(targets))
+    return targets
 
 
-def make_batch(image_size: tuple[int, int] = (96, 128), num_classes: int = 3, seed: int = 0) -> Batch:
+def make_batch(image_size: tuple[int, int] = (96, 128), num_classes: int = 3, seed: int = 0,
+               extra_fields: Sequence[TargetFieldSpec] = ()) -> Batch:
     """A two-image batch, images (2, 3, H, W) float32 in [0, 255].
 
     Image 0 (id 1) has three boxes of different scales, one of them a crowd box; image 1 (id 2) has no
     instances and is smaller than the padded size (its ``image_size`` is 3/4 of the width, the rest is
-    zero padding), so heads see both an empty image and padding.
+    zero padding), so heads see both an empty image and padding. ``extra_fields`` as in :func:`make_targets`.
     """
     gen = torch.Generator().manual_seed(seed)
     h, w = image_size
@@ -99,8 +84,10 @@ def make_batch(image_size: tuple[int, int] = (96, 128), num_classes: int = 3, se
                           [0.4 * w, 0.2 * h, 0.95 * w, 0.95 * h],
                           [0.6 * w, 0.05 * h, 0.7 * w, 0.2 * h]])
     labels = torch.tensor([0, num_classes - 1, 1 % num_classes])
-    t0 = make_targets(boxes, labels, image_size, image_id=1, iscrowd=torch.tensor([False, False, True]), seed=seed)
+    t0 = make_targets(boxes, labels, image_size, image_id=1, iscrowd=torch.tensor([False, False, True]), seed=seed,
+                      extra_fields=extra_fields)
     small = (h, (3 * w) // 4)
     images[1, :, :, small[1]:] = 0
-    t1 = make_targets(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), small, image_id=2, seed=seed)
+    t1 = make_targets(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), small, image_id=2, seed=seed,
+                      extra_fields=extra_fields)
     return Batch(images, [t0, t1])

@@ -43,7 +43,7 @@ class HTCHead(nn.Module):
     ``forward(features, batch)`` (training) returns ``loss_rpn_cls``, ``loss_rpn_box``, ``loss_semantic``
     (with the semantic branch) and per stage t ``loss_s{t}_cls``, ``loss_s{t}_box``, ``loss_s{t}_mask`` (segm),
     already weighted. ``predict`` returns per image input-frame ``Predictions`` (boxes xyxy pixels, scores,
-    labels in [0, K), segm masks (N, H, W) probabilities; ``extras["roi_masks"]`` (N, 28, 28) when
+    labels in [0, K), segm masks (N, H, W) probabilities; ``roi_masks`` (N, 28, 28) when
     ``mask_paste_frame`` is ``original``).
 
     Args:
@@ -266,13 +266,13 @@ class HTCHead(nn.Module):
             roi_masks = [m[torch.arange(len(d[2])), d[2]] for m, d in zip(merged, dets, strict=True)]
         out = []
         for (boxes, scores, labels), roi, t in zip(dets, roi_masks, batch.targets, strict=True):
-            masks, extras = None, {}
+            masks, roi_masks = None, None
             if roi is not None:
                 masks = paste_masks_in_image(roi[:, None], boxes, tuple(t.image_size))[:, 0]  # (N, H, W)
                 if self.cfg.mask_paste_frame == "original":
-                    extras["roi_masks"] = roi
+                    roi_masks = roi
             out.append(Predictions(boxes=boxes, scores=scores, labels=labels, image_id=t.image_id, masks=masks,
-                                   extras=extras))
+                                   roi_masks=roi_masks))
         return out
 
 
