@@ -71,6 +71,10 @@ class HTCHeadConfig(HeadConfig):
         "original", description="original: paste RoI masks at the original image size (mmdet); input: paste at "
                                 "the resized input size, then resize")
 
+    def input_level_names(self) -> tuple[str, ...] | None:
+        """The neck levels read: ``in_levels`` without the last one when the head max-pools it itself."""
+        return tuple(self.in_levels[:-1]) if self.maxpool_last_level else tuple(self.in_levels)
+
     @model_validator(mode="after")
     def _check(self) -> HTCHeadConfig:
         n = len(self.stage_iou_thresholds)

@@ -58,6 +58,10 @@ class MaskRCNNHeadConfig(HeadConfig):
         "input", description="input: paste masks at the resized input size, then resize them to the original "
                              "image; original: paste the RoI masks directly at the original image size (mmdet)")
 
+    def input_level_names(self) -> tuple[str, ...] | None:
+        """The neck levels read: ``in_levels`` without the last one when the head max-pools it itself."""
+        return tuple(self.in_levels[:-1]) if self.maxpool_last_level else tuple(self.in_levels)
+
     @model_validator(mode="after")
     def _check_levels(self) -> MaskRCNNHeadConfig:
         if len(self.anchor_sizes) != len(self.in_levels):
