@@ -116,7 +116,7 @@ class MaskRCNNHead(nn.Module):
         if len(channels) != 1:
             raise ConfigError(f"model.head: levels {list(cfg.in_levels)} must have equal channels, got {channels}")
         strides = [input_shape[lv].stride for lv in cfg.in_levels]
-        if any(b != 2 * a for a, b in zip(strides, strides[1:])):
+        if any(b != 2 * a for a, b in zip(strides, strides[1:], strict=False)):
             raise ConfigError(f"model.head: strides of {list(cfg.in_levels)} must double per level, got {strides}")
         c = channels.pop()
         self.in_levels, self.roi_levels = tuple(cfg.in_levels), tuple(cfg.roi_levels)
@@ -189,7 +189,7 @@ class MaskRCNNHead(nn.Module):
         proposals, _ = self.rpn(images, feats)
         detections, _ = self.roi_heads(feats, proposals, images.image_sizes)
         out = []
-        for det, t in zip(detections, batch.targets):
+        for det, t in zip(detections, batch.targets, strict=True):
             masks, roi_masks = None, None
             if self.with_mask:
                 masks = paste_masks_in_image(det["masks"], det["boxes"], tuple(t.image_size))[:, 0]  # (N, H, W)
