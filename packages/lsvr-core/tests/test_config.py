@@ -102,7 +102,7 @@ def test_nested_slots_are_discriminated_unions(manager: PluginManager, tmp_path:
     [
         ("model.backbone.dept=50", "model.backbone.dept: Extra inputs are not permitted (got 50)"),
         ("model.head.num_convs=many", "model.head.num_convs: Input should be a valid integer"),
-        ("model.head.type=retina", "model.head: Input tag 'retina' found using 'type' does not match any of the expected tags: 'fcos', 'mask_rcnn', 'toy_head'"),
+        ("model.head.type=retina", "model.head: Input tag 'retina' found using 'type' does not match any of the expected tags: 'fcos', 'htc', 'mask_rcnn', 'toy_head'"),
         ("model.head.loss_cls={type: foc}", "does not match any of the expected tags"),
         ("optim.lr=-1", "optim.lr: Input should be greater than 0 (got -1)"),
         ("schedule.epochs=2", "schedule.milestones [8, 11] exceed schedule.epochs=2"),

@@ -150,3 +150,15 @@ def test_pretrained_reads_only_the_hub_cache(tmp_path, monkeypatch):
     backbone = build_resnet(ResNetConfig(depth=18, pretrained=True))
     torch.testing.assert_close(backbone.stages[2][1].conv2.weight, reference.layer3[1].conv2.weight)
     torch.testing.assert_close(backbone.stem[1].running_var, reference.bn1.running_var)
+
+
+@pytest.mark.parametrize(("depth", "norm", "last_bn"), [(50, "bn", "bn3"), (18, "frozen_bn", "bn2")])
+def test_zero_init_residual_zeroes_the_last_bn_of_each_block(depth, norm, last_bn):
+    backbone = build_resnet(ResNetConfig(depth=depth, norm=norm, zero_init_residual=True, out_levels=ALL)).eval()
+    blocks = [blk for stage in backbone.stages for blk in stage]
+    assert all(torch.count_nonzero(getattr(blk, last_bn).weight) == 0 for blk in blocks)
+    x = torch.randn(1, blocks[1].conv1.in_channels, 8, 8)  # blocks[1]: identity shortcut
+    with torch.no_grad():
+        assert torch.equal(blocks[1](x), x.relu())
+    default = build_resnet(ResNetConfig(depth=depth, norm=norm, out_levels=ALL))
+    assert all(torch.count_nonzero(getattr(b, last_bn).weight) > 0 for s in default.stages for b in s)

@@ -96,3 +96,19 @@ def test_plugin_registers_both_backbones() -> None:
     assert manager.get("backbone", "lesa_r50").factory == "lsvr_lesa.backbone:build_lesa_r50"
     model = manager.build("backbone", LESAWRN50Config(**SMALL))
     assert model.stages[0][0].conv2.out_channels == 2 * 16
+
+
+def test_zero_init_residual_makes_every_block_its_shortcut() -> None:
+    """Reference default (mmdet ResNet ``zero_init_residual=True``): every bn3 weight starts at 0, so each
+    block outputs relu(shortcut(x)); switched off, the residual branch contributes."""
+    model = build_lesa_r50(LESAR50Config(**SMALL))
+    blocks = [blk for stage in model.stages for blk in stage]
+    assert all(torch.count_nonzero(blk.bn3.weight) == 0 for blk in blocks)
+    block = model.stages[2][1].eval()  # a LESA block with an identity shortcut
+    x = torch.randn(1, block.conv1.in_channels, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(block(x), x.relu())
+    off = build_lesa_r50(LESAR50Config(**SMALL, zero_init_residual=False))
+    assert all(torch.equal(blk.bn3.weight, torch.ones_like(blk.bn3.weight)) for st in off.stages for blk in st)
+    with torch.no_grad():
+        assert not torch.equal(off.stages[2][1].eval()(x), x.relu())

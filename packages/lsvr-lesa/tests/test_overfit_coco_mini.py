@@ -61,7 +61,8 @@ def test_lesa_r50_mask_rcnn_overfits_four_coco_mini_images(coco_mini: Path) -> N
     assert sorted(t.image_id for t in batch.targets) == IMAGE_IDS
     assert sum(len(t) for t in batch.targets) == 6 and all(t.masks is not None for t in batch.targets)
 
-    backbone = build_lesa_r50(LESAR50Config(width=16, max_input_size=448, norm_eval=False, frozen_stages=-1))
+    backbone = build_lesa_r50(LESAR50Config(width=16, max_input_size=448, norm_eval=False, frozen_stages=-1,
+                                              zero_init_residual=False))
     neck = build_fpn(FPNConfig(out_channels=64, in_levels=("c2", "c3", "c4", "c5"), num_extra=1),
                      backbone.output_shape())
     head_cfg = MaskRCNNHeadConfig(representation_size=256, mask_head_channels=64, box_batch_size_per_image=64,

@@ -41,6 +41,8 @@ class Targets:
         keypoints: (N, 17, 3) float32 (x, y, visibility 0/1/2), input frame.
         ann_ids: (N,) int64 annotation ids (for error messages and cross-checks); -1 when unknown.
         extras: declared per-instance fields (``extras.require("difficult")`` / :meth:`extra`), input frame.
+        semantic: (H, W) uint8 per-pixel semantic labels at ``image_size`` (COCO-stuff stuffthingmaps; 255
+            ignored), per image, not per instance; loaded only when a dataset is asked for them (HTC).
     """
 
     boxes: Tensor
@@ -56,6 +58,7 @@ class Targets:
     keypoints: Tensor | None = None
     ann_ids: Tensor | None = None
     extras: ExtraFields = field(default_factory=ExtraFields)
+    semantic: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.iscrowd is None:
@@ -92,7 +95,9 @@ class Targets:
         idx = keep.nonzero().flatten().tolist() if keep.dtype == torch.bool else keep.tolist()
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == len(self):
+            if f.name == "semantic":  # per image: kept whole
+                pass
+            elif isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == len(self):
                 value = value[keep]
             elif f.name == "polygons" and value is not None:
                 value = [value[i] for i in idx]
@@ -115,6 +120,9 @@ class Predictions:
         contours: (N, P, 2) float32 xy, one closed polygon outline per instance (any P, e.g. LSNet's 36);
             the results writer rasterises them when there are no masks.
         keypoints: (N, 17, 3) float32 (x, y, score).
+        roi_masks: (N, M, M) float32 mask probabilities over the boxes (two-stage heads, optional): when present,
+            :meth:`to_original` pastes them at the original-frame boxes (mmdet's mask pasting) instead of
+            resizing the input-frame ``masks``.
         frame: ``"input"`` (heads' output) or ``"original"`` (after :meth:`to_original`).
         extras: declared per-instance outputs (e.g. LSNet's ``extreme_points`` (N, 4, 2)), mapped to the original
             frame by :meth:`to_original` according to their declared kind.
@@ -129,6 +137,7 @@ class Predictions:
     keypoints: Tensor | None = None
     frame: str = "input"
     extras: ExtraFields = field(default_factory=ExtraFields)
+    roi_masks: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -178,7 +187,12 @@ class Predictions:
             keypoints = self.keypoints.clone().float()
             keypoints[..., :2] = points(self.keypoints[..., :2])  # type: ignore[index]
         masks = None
-        if self.masks is not None and len(self.masks):
+        if self.roi_masks is not None and len(self.roi_masks):  # paste the RoI masks straight into the original frame
+            from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+            roi = self.roi_masks.flip(-1) if meta.flipped else self.roi_masks
+            masks = paste_masks_in_image(roi[:, None].float(), boxes, (oh, ow))[:, 0]
+        elif self.masks is not None and len(self.masks):
             h_in, w_in_ = meta.image_size
             m = self.masks[:, :h_in, :w_in_].float()
             if meta.flipped:

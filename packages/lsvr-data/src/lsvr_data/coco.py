@@ -22,6 +22,7 @@ from lsvr_core.api import DataError, Registry, TargetFieldSpec
 from lsvr_data.base import DetectionDataset, check_task, resolve, resolve_extra_fields
 from lsvr_data.config import CocoDatasetConfig
 from lsvr_data.records import BadAnnotations, ImageRecord, check_box, check_polygon, group_by_image
+from lsvr_data.semantic import semantic_map
 
 log = logging.getLogger("lsvr_data")
 
@@ -122,6 +123,15 @@ class CocoDataset(DetectionDataset):
                          landmarks=cfg.landmarks, with_masks=cfg.with_masks, aug_seed=cfg.aug_seed,
                          extra_fields=extra_fields)
         self._coco_gt: Any = None
+        self.semantic_dir: Path | None = None
+
+    def __getitem__(self, index: int):
+        """``(image, Targets)`` as the base class, plus ``Targets.semantic`` when ``semantic_dir`` is set."""
+        image, targets = super().__getitem__(index)
+        if self.semantic_dir is not None:
+            rec = self.records[index]
+            targets.semantic = semantic_map(self.semantic_dir, rec.file, (rec.height, rec.width), targets)
+        return image, targets
 
     def coco_gt(self) -> Any:
         """The ground truth the dataset keeps, as a pycocotools ``COCO`` (built once, in the calling process).
@@ -307,4 +317,9 @@ def build_coco(cfg: CocoDatasetConfig, *, root: Path, train: bool, task: str, re
     default_ann = f"annotations/{'person_keypoints' if task.startswith('pose') else 'instances'}_{cfg.split}.json"
     ann_file = resolve(base, cfg.ann_file or default_ann)
     img_dir = resolve(base, cfg.img_dir or cfg.split)
-    return CocoDataset(ann_file, img_dir, task=task, train=train, cfg=cfg, extra_fields=extra_fields)
+    dataset = CocoDataset(ann_file, img_dir, task=task, train=train, cfg=cfg, extra_fields=extra_fields)
+    if cfg.semantic_dir:
+        dataset.semantic_dir = resolve(base, cfg.semantic_dir)
+        if not dataset.semantic_dir.is_dir():
+            raise DataError(f"data semantic_dir {dataset.semantic_dir} is not a folder")
+    return dataset

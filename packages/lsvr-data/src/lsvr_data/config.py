@@ -89,6 +89,9 @@ class CocoDatasetConfig(_DatasetCommon):
     ann_file: str | None = None
     img_dir: str | None = None
     check_images: bool = Field(True, description="check at start-up that every image file exists")
+    semantic_dir: str | None = Field(
+        None, description="folder of per-image semantic PNGs (COCO-stuff stuffthingmaps/<split>, relative to root) "
+                          "loaded into Targets.semantic for heads with a semantic branch (htc)")
     annotation_rules: Literal["mmdet", "mutualguide"] = Field(
         "mmdet",
         description="'mmdet': crowd boxes kept as crowd regions, boxes under 1 px dropped; 'mutualguide' (the "

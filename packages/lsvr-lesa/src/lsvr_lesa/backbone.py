@@ -63,7 +63,7 @@ class LESAResNet(nn.Module):
                                                norm_layer(planes * 4))
                 block = Bottleneck(inplanes, planes, block_stride, downsample, base_width=128 if wide else 64,
                                    norm_layer=norm_layer)
-                _init_block(block)
+                _init_block(block, cfg.zero_init_residual)
                 in_stride = STRIDES[LEVELS[s]] // block_stride  # stride of the block's input (and attention)
                 self._replace_conv2(block, cfg, s, b, block_stride, math.ceil(padded_max / in_stride))
                 blocks.append(block)
@@ -127,14 +127,19 @@ class LESAResNet(nn.Module):
         return out
 
 
-def _init_block(block: Bottleneck) -> None:
-    """torchvision's ResNet initialisation: kaiming-normal (fan_out) convs, BN weight 1 and bias 0."""
+def _init_block(block: Bottleneck, zero_init_residual: bool) -> None:
+    """torchvision's ResNet initialisation: kaiming-normal (fan_out) convs, BN weight 1 and bias 0; with
+    ``zero_init_residual`` the last BN weight (``bn3``) is 0, so the block starts as its shortcut (the
+    reference's mmdet ResNet default when trained without a checkpoint)."""
     for m in block.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+    if zero_init_residual and block.bn3.weight is not None:
+        with torch.no_grad():
+            block.bn3.weight.zero_()
 
 
 def build_lesa_r50(cfg: LESAResNetBaseConfig, *, registry: Registry | None = None) -> LESAResNet:

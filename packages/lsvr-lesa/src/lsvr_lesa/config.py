@@ -42,6 +42,10 @@ class LESAResNetBaseConfig(BackboneConfig):
     attention_backend: Literal["auto", "triton", "torch", "flex", "reference"] = Field(
         "auto", description="relpos_attention backend; auto: LSVR_KERNEL_BACKEND / device")
     out_levels: tuple[str, ...] = ("c2", "c3", "c4", "c5")
+    zero_init_residual: bool = Field(
+        True, description="zero-initialise each block's last BatchNorm weight (bn3), as the reference's mmdet "
+                          "ResNet does when not loading a checkpoint (resnet.py init_weights, default True); "
+                          "init_from weights overwrite it")
 
     @model_validator(mode="after")
     def _check(self) -> LESAResNetBaseConfig:

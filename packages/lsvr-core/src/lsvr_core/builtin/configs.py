@@ -26,6 +26,9 @@ class ResNetConfig(BackboneConfig):
     )
     out_levels: tuple[str, ...] = ("c3", "c4", "c5")
     pretrained: bool = Field(False, description="load torchvision ImageNet weights from torch's cache if present")
+    zero_init_residual: bool = Field(
+        False, description="zero-initialise the last BatchNorm weight of each residual block (bn3 / BasicBlock "
+                           "bn2), so blocks start as identities; mmdet's default (True) when not pretrained")
 
     @field_validator("out_levels")
     @classmethod

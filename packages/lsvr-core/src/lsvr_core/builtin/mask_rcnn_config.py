@@ -45,12 +45,31 @@ class MaskRCNNHeadConfig(HeadConfig):
     with_mask: bool = True
     norm: Literal["none", "gn"] = Field("none", description="GroupNorm in the RoI box/mask heads (box head "
                                                             "becomes 4 conv + 1 FC)")
+    # mmdet 2.x behaviour (the LESA reference, spec §4.1); the defaults are torchvision's
+    roi_align_aligned: bool = Field(False, description="RoIAlign with aligned=True (pixel centres at +0.5, mmdet "
+                                                       "2.x) for the RoI features and the mask targets")
+    box_loss: Literal["smooth_l1", "l1"] = Field(
+        "smooth_l1", description="RPN and RoI box-regression loss: smooth_l1 (beta 1/9, torchvision) or l1 (mmdet "
+                                 "Mask R-CNN); same normalisation (sum / sampled anchors or RoIs)")
+    maxpool_last_level: bool = Field(
+        False, description="make the last in_level (p6) in the head by max-pool (kernel 1, stride 2) of the level "
+                           "before it, as mmdet's FPN without extra convs; the neck must not output it")
+    mask_paste_frame: Literal["input", "original"] = Field(
+        "input", description="input: paste masks at the resized input size, then resize them to the original "
+                             "image; original: paste the RoI masks directly at the original image size (mmdet)")
+
+    def input_level_names(self) -> tuple[str, ...] | None:
+        """The neck levels read: ``in_levels`` without the last one when the head max-pools it itself."""
+        return tuple(self.in_levels[:-1]) if self.maxpool_last_level else tuple(self.in_levels)
 
     @model_validator(mode="after")
     def _check_levels(self) -> MaskRCNNHeadConfig:
         if len(self.anchor_sizes) != len(self.in_levels):
             raise ValueError(f"anchor_sizes {list(self.anchor_sizes)} needs one size per in_level "
                              f"{list(self.in_levels)}")
+        if self.maxpool_last_level and len(self.in_levels) < 2:
+            raise ValueError("maxpool_last_level needs at least two in_levels (the last is pooled from the one "
+                             "before)")
         missing = [lv for lv in self.roi_levels if lv not in self.in_levels]
         if missing or not self.roi_levels:
             raise ValueError(f"roi_levels {list(self.roi_levels)} must be a non-empty subset of in_levels "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lsvr_core.builtin import configs as c
+from lsvr_core.builtin.htc_config import HTCHeadConfig
 from lsvr_core.builtin.mask_rcnn_config import MaskRCNNHeadConfig
 from lsvr_core.hookspecs import hookimpl
 from lsvr_core.specs import ComponentSpec, RecipeSpec, recipes_from_dir
@@ -34,6 +35,9 @@ def lsvr_heads() -> list[ComponentSpec]:
         ComponentSpec("head", "mask_rcnn", MaskRCNNHeadConfig, f"{_M}.mask_rcnn:build_mask_rcnn_head",
                       "Mask R-CNN (torchvision RPN, RoI box and mask heads) over any backbone + FPN",
                       ("bbox", "segm")),
+        ComponentSpec("head", "htc", HTCHeadConfig, f"{_M}.htc.head:build_htc_head",
+                      "Hybrid Task Cascade: 3 cascade box stages, interleaved mask branches with information "
+                      "flow, fused semantic branch (mmdet 2.x defaults)", ("bbox", "segm")),
     ]
 
 

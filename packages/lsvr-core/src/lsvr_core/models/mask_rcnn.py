@@ -6,12 +6,13 @@ infers anchor strides and RoIAlign scales from padded-size / feature-size ratios
 sizes that are not multiples of 64), contiguous labels are shifted by one for torchvision's background
 class 0, crowd and degenerate instances are removed from the training targets, and masks are pasted into
 the input image. The losses are torchvision's (smooth-L1 box losses; the reference mmdet config uses L1),
-and its RoIAlign uses ``aligned=False`` (mmdet 2.x: ``aligned=True``).
+and its RoIAlign uses ``aligned=False`` (mmdet 2.x: ``aligned=True``). Options switch each of these to
+mmdet 2.x (see :class:`MaskRCNNHeadConfig`): ``roi_align_aligned``, ``box_loss: l1``, ``maxpool_last_level``
+(P6 by max-pooling P5), ``mask_paste_frame: original``.
 """
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 
 import torch
@@ -20,15 +21,14 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.models.detection.roi_heads import RoIHeads, paste_masks_in_image
-from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
-from torchvision.ops import MultiScaleRoIAlign
-from torchvision.ops.poolers import initLevelMapper
+from torchvision.models.detection.roi_heads import paste_masks_in_image
+from torchvision.models.detection.rpn import RPNHead
 
 from lsvr_core.builtin.mask_rcnn_config import MaskRCNNHeadConfig
 from lsvr_core.contracts import Registry, ShapeSpec
 from lsvr_core.errors import ConfigError, DataError
 from lsvr_core.models.norm import group_norm_layer
+from lsvr_core.models.rcnn_parts import RPN, RCNNRoIHeads, RoIAlignPyramid, maxpool_level
 from lsvr_core.structures import Batch, Predictions
 
 TASKS = ("bbox", "segm")
@@ -55,12 +55,31 @@ class StridedAnchorGenerator(AnchorGenerator):
         return [anchors for _ in image_list.image_sizes]
 
 
-def _roi_pool(levels: tuple[str, ...], strides: list[int], output_size: int, sampling_ratio: int) -> MultiScaleRoIAlign:
-    """``MultiScaleRoIAlign`` with scales ``1 / stride`` and FPN level mapping (canonical 224 px -> level 4)."""
-    pool = MultiScaleRoIAlign(list(levels), output_size, sampling_ratio)
-    pool.scales = [1.0 / s for s in strides]
-    pool.map_levels = initLevelMapper(int(math.log2(strides[0])), int(math.log2(strides[-1])))
-    return pool
+def head_input_shape(in_levels: tuple[str, ...], input_shape: dict[str, ShapeSpec],
+                     maxpool_last_level: bool) -> dict[str, ShapeSpec]:
+    """The neck's levels, plus the max-pooled last level when ``maxpool_last_level`` (stride doubled).
+
+    Raises:
+        ConfigError: the neck already outputs the level to pool, or lacks the one to pool from.
+    """
+    shape = dict(input_shape)
+    if maxpool_last_level:
+        last, prev = in_levels[-1], in_levels[-2]
+        if last in input_shape:
+            raise ConfigError(f"model.head.maxpool_last_level: the neck already outputs {last!r}; set the neck's "
+                              f"num_extra one lower (mmdet's FPN without extra convs)")
+        if prev in input_shape:
+            shape[last] = ShapeSpec(input_shape[prev].channels, 2 * input_shape[prev].stride)
+    return shape
+
+
+def head_features(features: dict[str, Tensor], in_levels: tuple[str, ...],
+                  maxpool_last_level: bool) -> OrderedDict:
+    """The head's input levels in order, the last made by max-pooling when ``maxpool_last_level``."""
+    feats = OrderedDict((lv, features[lv]) for lv in (in_levels[:-1] if maxpool_last_level else in_levels))
+    if maxpool_last_level:
+        feats[in_levels[-1]] = maxpool_level(feats[in_levels[-2]])  # (B, C, ceil(H / 2), ceil(W / 2))
+    return feats
 
 
 class MaskRCNNHead(nn.Module):
@@ -85,6 +104,7 @@ class MaskRCNNHead(nn.Module):
     def __init__(self, cfg: MaskRCNNHeadConfig, input_shape: dict[str, ShapeSpec], num_classes: int,
                  task: str) -> None:
         super().__init__()
+        input_shape = head_input_shape(tuple(cfg.in_levels), input_shape, cfg.maxpool_last_level)
         if task not in TASKS:
             raise ConfigError(f"head mask_rcnn supports tasks {', '.join(TASKS)}, not {task!r}")
         missing = [lv for lv in cfg.in_levels if lv not in input_shape]
@@ -96,19 +116,24 @@ class MaskRCNNHead(nn.Module):
         if len(channels) != 1:
             raise ConfigError(f"model.head: levels {list(cfg.in_levels)} must have equal channels, got {channels}")
         strides = [input_shape[lv].stride for lv in cfg.in_levels]
-        if any(b != 2 * a for a, b in zip(strides, strides[1:])):
+        if any(b != 2 * a for a, b in zip(strides, strides[1:], strict=False)):
             raise ConfigError(f"model.head: strides of {list(cfg.in_levels)} must double per level, got {strides}")
         c = channels.pop()
         self.in_levels, self.roi_levels = tuple(cfg.in_levels), tuple(cfg.roi_levels)
         self.num_classes = num_classes
         self.with_mask = cfg.with_mask and task == "segm"
+        self.maxpool_last_level = cfg.maxpool_last_level
+        self.mask_paste_frame = cfg.mask_paste_frame
+        beta = 0.0 if cfg.box_loss == "l1" else 1.0 / 9
+        aligned = cfg.roi_align_aligned
         anchors = StridedAnchorGenerator(tuple((s,) for s in cfg.anchor_sizes),
                                          (tuple(cfg.aspect_ratios),) * len(strides), strides)
-        self.rpn = RegionProposalNetwork(
+        self.rpn = RPN(
             anchors, RPNHead(c, anchors.num_anchors_per_location()[0]), cfg.rpn_fg_iou_thresh,
             cfg.rpn_bg_iou_thresh, cfg.rpn_batch_size_per_image, cfg.rpn_positive_fraction,
             dict(training=cfg.rpn_pre_nms_top_n_train, testing=cfg.rpn_pre_nms_top_n_test),
-            dict(training=cfg.rpn_post_nms_top_n_train, testing=cfg.rpn_post_nms_top_n_test), cfg.rpn_nms_thresh)
+            dict(training=cfg.rpn_post_nms_top_n_train, testing=cfg.rpn_post_nms_top_n_test), cfg.rpn_nms_thresh,
+            box_beta=beta)
         roi_strides = [input_shape[lv].stride for lv in cfg.roi_levels]
         norm = group_norm_layer(32) if cfg.norm == "gn" else None
         if norm is None:
@@ -118,18 +143,19 @@ class MaskRCNNHead(nn.Module):
         mask_kwargs = {}
         if self.with_mask:
             mask_kwargs = dict(
-                mask_roi_pool=_roi_pool(cfg.roi_levels, roi_strides, 14, cfg.roi_sampling_ratio),
+                mask_roi_pool=RoIAlignPyramid(cfg.roi_levels, roi_strides, 14, cfg.roi_sampling_ratio, aligned),
                 mask_head=MaskRCNNHeads(c, [cfg.mask_head_channels] * cfg.mask_head_convs, 1, norm_layer=norm),
                 mask_predictor=MaskRCNNPredictor(cfg.mask_head_channels, cfg.mask_head_channels, num_classes + 1),
             )
-        self.roi_heads = RoIHeads(
-            _roi_pool(cfg.roi_levels, roi_strides, 7, cfg.roi_sampling_ratio), box_head,
+        self.roi_heads = RCNNRoIHeads(
+            RoIAlignPyramid(cfg.roi_levels, roi_strides, 7, cfg.roi_sampling_ratio, aligned), box_head,
             FastRCNNPredictor(cfg.representation_size, num_classes + 1), cfg.box_fg_iou_thresh,
             cfg.box_bg_iou_thresh, cfg.box_batch_size_per_image, cfg.box_positive_fraction, None,
-            cfg.box_score_thresh, cfg.box_nms_thresh, cfg.box_detections_per_img, **mask_kwargs)
+            cfg.box_score_thresh, cfg.box_nms_thresh, cfg.box_detections_per_img, **mask_kwargs, box_beta=beta,
+            aligned=aligned)
 
     def _inputs(self, features: dict[str, Tensor], batch: Batch) -> tuple[OrderedDict, ImageList]:
-        feats = OrderedDict((lv, features[lv]) for lv in self.in_levels)
+        feats = head_features(features, self.in_levels, self.maxpool_last_level)
         return feats, ImageList(batch.images, [tuple(s) for s in batch.image_sizes])
 
     def _targets(self, batch: Batch) -> list[dict[str, Tensor]]:
@@ -163,12 +189,14 @@ class MaskRCNNHead(nn.Module):
         proposals, _ = self.rpn(images, feats)
         detections, _ = self.roi_heads(feats, proposals, images.image_sizes)
         out = []
-        for det, t in zip(detections, batch.targets):
-            masks = None
+        for det, t in zip(detections, batch.targets, strict=True):
+            masks, roi_masks = None, None
             if self.with_mask:
                 masks = paste_masks_in_image(det["masks"], det["boxes"], tuple(t.image_size))[:, 0]  # (N, H, W)
+                if self.mask_paste_frame == "original":
+                    roi_masks = det["masks"][:, 0]  # (N, 28, 28), pasted by Predictions.to_original
             out.append(Predictions(boxes=det["boxes"], scores=det["scores"], labels=det["labels"] - 1,
-                                   image_id=t.image_id, masks=masks))
+                                   image_id=t.image_id, masks=masks, roi_masks=roi_masks))
         return out
 
 

@@ -165,6 +165,9 @@ def _add_dcn(trunk: torchvision.models.ResNet, dcn_stages: tuple[bool, ...], reg
 def build_resnet(cfg: ResNetConfig, *, registry: Registry | None = None) -> ResNet:
     """Build the ``resnet`` backbone (factory of the built-in plugin).
 
+    ``zero_init_residual`` zeroes the last BatchNorm weight of every block before pretrained weights (if any)
+    are loaded over it (torchvision's and mmdet's ``zero_init_residual``).
+
     Raises:
         ConfigError: DCN requested without lsvr-ops-triton, pretrained weights not in the hub cache, or bad
             ``out_levels`` / ``groups`` for a BasicBlock depth.
@@ -174,7 +177,7 @@ def build_resnet(cfg: ResNetConfig, *, registry: Registry | None = None) -> ResN
                           f"width_per_group=64; got {cfg.groups}, {cfg.width_per_group}")
     builder = getattr(torchvision.models, f"resnet{cfg.depth}")
     trunk = builder(weights=None, groups=cfg.groups, width_per_group=cfg.width_per_group,
-                    norm_layer=batch_norm_layer(cfg.norm))
+                    norm_layer=batch_norm_layer(cfg.norm), zero_init_residual=cfg.zero_init_residual)
     if cfg.pretrained:
         _load_pretrained(trunk, cfg)
     if any(cfg.dcn_stages):
