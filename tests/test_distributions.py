@@ -7,13 +7,13 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 EXPECTED = {"lsvr-core", "lsvr-ops-triton", "lsvr-data", "lsvr-lsnet", "lsvr-lesa", "lsvr-mutualguide"}
 
 
 def lsvr(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lsvr_core.cli.main", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "lsvr_core.cli.main", *args], capture_output=True, text=True,
+                          timeout=300)
 
 
 def test_plugins_json_lists_all_six_distributions_ok() -> None:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from lsvr_core.config import apply_overrides, build_config_model, load_raw
 from lsvr_core.config.checks import check_run_config
 from lsvr_core.config.loader import validate
@@ -124,6 +125,7 @@ def _key(cfg: Any, where: str) -> str:
 @pytest.mark.slow
 def test_every_accepted_mutation_builds_and_runs(manager: PluginManager) -> None:
     import torch
+
     from lsvr_core.engine.build_check import build_check
 
     torch.set_num_threads(1)

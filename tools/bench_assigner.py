@@ -102,7 +102,7 @@ def main() -> None:
 
     cuda = args.device.startswith("cuda")
     dev_name = torch.cuda.get_device_name(args.device) if cuda else platform.processor() or "cpu"
-    load = ", load average %.1f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else ""
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     print(f"device: {args.device} ({dev_name}), torch threads {torch.get_num_threads()}, "
           f"{os.cpu_count()} CPUs{load}")
     print(f"versions: python {platform.python_version()}, torch {torch.__version__}, "

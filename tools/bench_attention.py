@@ -28,8 +28,9 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -124,7 +125,8 @@ def make_inputs(shape: tuple, device: str, dtype: torch.dtype) -> list[torch.Ten
     return [rnd(b, g, length, dqk, scale=0.5).to(dtype).requires_grad_(),
             rnd(b, g, length, dqk, scale=0.5).to(dtype).requires_grad_(),
             rnd(b, g, length, dv).to(dtype).requires_grad_(),
-            rnd(2 * h - 1, dqk, scale=dqk**-0.5).requires_grad_(), rnd(2 * w - 1, dqk, scale=dqk**-0.5).requires_grad_(),
+            rnd(2 * h - 1, dqk, scale=dqk**-0.5).requires_grad_(),
+            rnd(2 * w - 1, dqk, scale=dqk**-0.5).requires_grad_(),
             (torch.rand(g, generator=gen) + 0.5).to(device).requires_grad_(),
             (torch.rand(g, generator=gen) + 0.5).to(device).requires_grad_()]
 
@@ -176,8 +178,8 @@ def train_step_memory(device: str) -> dict[str, Any]:
     from lsvr_core.config import load_config
     from lsvr_core.models.detector import build_detector
     from lsvr_core.plugins import get_plugin_manager
-    from lsvr_core.testing import make_targets
     from lsvr_core.structures import Batch
+    from lsvr_core.testing import make_targets
 
     manager = get_plugin_manager()
     cfg = load_config("lesa:mask_rcnn_lesa_r50_1024_20e_coco", manager)
@@ -228,7 +230,7 @@ def markdown(results: dict[str, Any]) -> str:
                      else "")
             pct = f"{100 * row['fwdbwd_tflops'] / block['matmul_tflops']:.0f}%" if "fwdbwd_tflops" in row else ""
 
-            def fmt(key: str, spec: str = ".2f") -> str:
+            def fmt(key: str, spec: str = ".2f", row: dict = row) -> str:
                 return format(row[key], spec) if row.get(key) is not None else ""
 
             lines.append(f"| {row['shape']} | {row['L']} | {row['Dqk']}/{row['Dv']} | {NAMES[row['backend']]} | "

@@ -12,11 +12,11 @@ Usage:
 from __future__ import annotations
 
 import argparse
-from functools import partial
 import os
 import platform
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch

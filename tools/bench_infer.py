@@ -44,13 +44,12 @@ def timed(fn, repeats: int) -> float:
 
 
 def bench_model(name: str, ref: str, overrides: list[str], repeats: int, tmp: Path) -> list[dict]:
-    from lsvr_core.config import load_config
+    from lsvr_core.config import config_to_yaml, load_config
     from lsvr_core.engine.build import build_model
     from lsvr_core.export.module import RawOutputs
     from lsvr_core.export.runtime import ExportedDetector
-    from lsvr_core.export.writers import export_onnx, export_pt2
     from lsvr_core.export.sidecar import write_sidecar
-    from lsvr_core.config import config_to_yaml
+    from lsvr_core.export.writers import export_onnx, export_pt2
     from lsvr_core.plugins import get_plugin_manager
 
     manager = get_plugin_manager(reload=True)
@@ -74,7 +73,8 @@ def bench_model(name: str, ref: str, overrides: list[str], repeats: int, tmp: Pa
         write_sidecar(path, cfg=cfg, config_yaml=config_to_yaml(cfg), image_size=(128, 128), num_outputs=n_out,
                       class_names=None, fmt=fmt, opset=18 if fmt == "onnx" else None)
         runner = ExportedDetector(path, engine, manager)
-        rows.append((engine if engine != "pt2" else "pt2 (torch.export)", timed(lambda r=runner: r.run_graph(x), repeats)))
+        label = engine if engine != "pt2" else "pt2 (torch.export)"
+        rows.append((label, timed(lambda r=runner: r.run_graph(x), repeats)))
     eager = rows[0][1]
     return [{"model": name, "engine": e, "ms": 1e3 * t, "images_per_s": 1 / t, "speedup_vs_eager": eager / t}
             for e, t in rows]

@@ -23,8 +23,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 if "--dry-run" in sys.argv:  # the interpreter must be on before triton is first imported (torch may import it)
     os.environ["TRITON_INTERPRET"] = "1"
@@ -201,7 +202,7 @@ def run_cpu(reps: int, groups: tuple[str, ...] = ("issue9", "demo")) -> list[dic
         fns = dcn_fns(t, None)
         row = {"op": "deform_conv2d(mask)", "shape": f"{tag}: N={n} C={c}->{c} {hw[0]}x{hw[1]} 3x3 fp32",
                "baseline": "torchvision"}
-        conv = {"conv2d": lambda: F.conv2d(t["input"], t["weight"], t["bias"], padding=1)}
+        conv = {"conv2d": lambda t=t: F.conv2d(t["input"], t["weight"], t["bias"], padding=1)}
         row.update(_cpu_times({**fns, **conv}, list(t.values()), reps))
         rows.append(row)
     for level in range(5 if "demo" in groups else 0):  # the demo head's pyramid calls: each base level, 3 visits
@@ -224,10 +225,10 @@ def device_peaks(dtype: torch.dtype, device: str = "cuda") -> dict[str, float]:
     n, size = (8192, 2**30) if device == "cuda" else (256, 2**24)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    ms, _ = time_cuda(lambda: torch.matmul(a, b), 10)
+    ms, _ = time_cuda(lambda a=a, b=b: torch.matmul(a, b), 10)
     src = torch.empty(size, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
-    ms_copy, _ = time_cuda(lambda: dst.copy_(src), 10)
+    ms_copy, _ = time_cuda(lambda dst=dst, src=src: dst.copy_(src), 10)
     del a, b, src, dst
     return {"matmul_tflops": 2 * n**3 / ms / 1e9, "copy_gbs": 2 * size / ms_copy / 1e6}
 

@@ -38,6 +38,7 @@ RECIPE = "lsnet:bbox_r50_1x_coco"
 
 def _targets(size: tuple[int, int], image_id: int) -> Any:
     import torch
+
     from lsvr_core.testing import make_targets
 
     h, w = size
@@ -49,6 +50,7 @@ def _targets(size: tuple[int, int], image_id: int) -> Any:
 def measure(precision: str, image_hw: tuple[int, int], batch: int, warmup: int, steps: int, dry: bool) -> dict:
     """One variant in this process (the backend comes from ``LSVR_KERNEL_BACKEND``)."""
     import torch
+
     from lsvr_core.config import load_config
     from lsvr_core.models.detector import build_detector
     from lsvr_core.plugins import get_plugin_manager

@@ -18,7 +18,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 from pycocotools import mask as mask_utils
 
 from lsvr_data.landmarks import extreme_points, extreme_points_from_mask, polygons_from_coco

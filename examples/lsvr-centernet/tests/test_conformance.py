@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from lsvr_centernet.config import CenterNetFocalLossConfig, CenterNetHeadConfig, UpsampleNeckConfig
 from lsvr_centernet.fields import CENTERS
 from lsvr_core.api import ShapeSpec

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from lsvr_centernet.decode import decode
 from lsvr_centernet.losses import CenterNetFocalLoss
 from lsvr_centernet.targets import build_targets, draw_gaussian, gaussian_radius

@@ -93,7 +93,8 @@ def test_nested_slots_are_discriminated_unions(manager: PluginManager, tmp_path:
     cfg = load_config(write(tmp_path / "b.yaml", data), manager)
     assert type(cfg.model.head.loss_cls).__name__ == "FocalLossConfig" and cfg.model.head.loss_cls.gamma == 1.0
     assert cfg.model.head.extra_losses[0].beta == 2.0
-    default = load_config(write(tmp_path / "c.yaml", {**BASE, "model": {**BASE["model"], "head": {"type": "toy_head"}}}), manager)
+    model = {**BASE["model"], "head": {"type": "toy_head"}}
+    default = load_config(write(tmp_path / "c.yaml", {**BASE, "model": model}), manager)
     assert type(default.model.head.loss_cls).__name__ == "ToyLoss"
 
 
@@ -102,13 +103,15 @@ def test_nested_slots_are_discriminated_unions(manager: PluginManager, tmp_path:
     [
         ("model.backbone.dept=50", "model.backbone.dept: Extra inputs are not permitted (got 50)"),
         ("model.head.num_convs=many", "model.head.num_convs: Input should be a valid integer"),
-        ("model.head.type=retina", "model.head: Input tag 'retina' found using 'type' does not match any of the expected tags: 'fcos', 'htc', 'mask_rcnn', 'toy_head'"),
+        ("model.head.type=retina", "model.head: Input tag 'retina' found using 'type' does not match any of the "
+                                   "expected tags: 'fcos', 'htc', 'mask_rcnn', 'toy_head'"),
         ("model.head.loss_cls={type: foc}", "does not match any of the expected tags"),
         ("optim.lr=-1", "optim.lr: Input should be greater than 0 (got -1)"),
         ("schedule.epochs=2", "schedule.milestones [8, 11] exceed schedule.epochs=2"),
     ],
 )
-def test_error_messages_name_path_and_value(manager: PluginManager, tmp_path: Path, override: str, expected: str) -> None:
+def test_error_messages_name_path_and_value(manager: PluginManager, tmp_path: Path, override: str,
+                                            expected: str) -> None:
     path = write(tmp_path / "cfg.yaml", BASE)
     overrides = [override] if "loss_cls" not in override else ["model.head.type=toy_head", override]
     with pytest.raises(ConfigError) as err:
@@ -121,7 +124,8 @@ def test_error_messages_name_path_and_value(manager: PluginManager, tmp_path: Pa
 def test_extends_chain_and_overrides(manager: PluginManager, tmp_path: Path) -> None:
     write(tmp_path / "base.yaml", BASE)
     (tmp_path / "sub").mkdir()
-    write(tmp_path / "sub" / "mid.yaml", {"extends": "../base.yaml", "optim": {"lr": 0.5}, "model": {"neck": {"out_channels": 64}}})
+    write(tmp_path / "sub" / "mid.yaml",
+          {"extends": "../base.yaml", "optim": {"lr": 0.5}, "model": {"neck": {"out_channels": 64}}})
     child = write(tmp_path / "sub" / "child.yaml", {"extends": "mid.yaml", "model": {"head": {"type": "toy_head"}}})
     cfg = load_config(child, manager, ["schedule.epochs=20", "optim.grad_clip=35", "model.neck.norm=gn"])
     assert cfg.optim.lr == 0.5 and cfg.optim.grad_clip == 35.0

@@ -149,7 +149,7 @@ def test_head_suite_checks_prediction_frame(manager):
         predict = head.predict
 
         def wrong_frame(features, batch):
-            return [p.to_original(t) for p, t in zip(predict(features, batch), batch.targets)]
+            return [p.to_original(t) for p, t in zip(predict(features, batch), batch.targets, strict=True)]
 
         head.predict = wrong_frame
         return head

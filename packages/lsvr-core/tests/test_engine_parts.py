@@ -96,7 +96,7 @@ def test_grouped_sampler_groups_shards_and_resumes():
     assert len(pure) >= 4  # only the leftover batches mix orientations
     # two ranks with batch 2: rank r gets the r-th half of each global batch of 4
     ranks = [list(GroupedBatchSampler(ars, 2, rank=r, world_size=2, seed=5)) for r in range(2)]
-    assert [a + b for a, b in zip(*ranks)] == batches
+    assert [a + b for a, b in zip(*ranks, strict=True)] == batches
     # another epoch -> another order; resuming skips the first batches
     one.set_epoch(1)
     assert list(one) != batches

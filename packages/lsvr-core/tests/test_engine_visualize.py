@@ -32,7 +32,7 @@ def test_mask_blend_follows_alpha_formula():
     masks[0, 30:40, 30:40] = 0.9  # away from the caption at the box's top-left corner
     out = draw_predictions(image, _pred(boxes=torch.tensor([[2.0, 2.0, 55.0, 55.0]]), masks=masks))
     want = [100 * 0.55 + c * 0.45 for c in color(2)]  # draw_segmentation_masks: img (1 - a) + colour a
-    assert [abs(a - b) <= 1 for a, b in zip(out[:, 35, 35].tolist(), want)] == [True] * 3
+    assert [abs(a - b) <= 1 for a, b in zip(out[:, 35, 35].tolist(), want, strict=True)] == [True] * 3
     assert out[:, 45, 45].tolist() == [100, 100, 100]
 
 

@@ -36,7 +36,7 @@ def test_anchors_equal_torchvision_when_strides_divide_the_size() -> None:
     ref = AnchorGenerator(sizes, ratios)
     images = ImageList(torch.zeros(2, 3, 128, 192), [(128, 192), (100, 150)])
     feats = [torch.zeros(2, 1, 128 // s, 192 // s) for s in (4, 8, 16, 32, 64)]
-    for a, b in zip(ours(images, feats), ref(images, feats)):
+    for a, b in zip(ours(images, feats), ref(images, feats), strict=True):
         torch.testing.assert_close(a, b)
     # 96 x 160 padded input: P6 is 2 x 3; torchvision would infer stride 96 // 2 = 48 rows, ours keeps 64
     feats = [torch.zeros(1, 1, -(-96 // s), -(-160 // s)) for s in (4, 8, 16, 32, 64)]

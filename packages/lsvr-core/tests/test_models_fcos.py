@@ -73,7 +73,7 @@ def test_predict_boxes_in_input_frame_on_fcos_points():
     head.eval()
     preds = head.predict(feats, batch)
     expected_score = math.sqrt(torch.sigmoid(torch.tensor(4.0)).item() * 0.5)
-    for p, t, width in zip(preds, batch.targets, (128, 96)):
+    for p, t, width in zip(preds, batch.targets, (128, 96), strict=True):
         assert p.frame == "input" and p.image_id == t.image_id
         top = p.scores > 0.5
         assert (p.labels[top] == 2).all()

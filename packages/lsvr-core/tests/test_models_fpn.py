@@ -34,7 +34,7 @@ def test_levels_and_sizes_on_resnet18_at_odd_size():
         out = neck(backbone(torch.randn(1, 3, h, w)))
     shape = neck.output_shape()
     assert list(out) == list(shape) == ["p3", "p4", "p5", "p6", "p7"]
-    for level, stride in zip(out, (8, 16, 32, 64, 128)):
+    for level, stride in zip(out, (8, 16, 32, 64, 128), strict=True):
         assert shape[level] == ShapeSpec(32, stride)
         assert tuple(out[level].shape) == (1, 32, math.ceil(h / stride), math.ceil(w / stride))
 

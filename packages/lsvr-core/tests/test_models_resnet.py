@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from pydantic import ValidationError
 import torch
 import torchvision
+from pydantic import ValidationError
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
@@ -27,7 +27,7 @@ def test_shapes_and_strides_at_odd_input_size(depth, channels):
         out = backbone(torch.randn(1, 3, h, w))
     shape = backbone.output_shape()
     assert list(out) == list(ALL) == list(shape)
-    for (level, feat), c, stride in zip(out.items(), channels, (4, 8, 16, 32)):
+    for (level, feat), c, stride in zip(out.items(), channels, (4, 8, 16, 32), strict=True):
         assert shape[level].channels == c and shape[level].stride == stride
         assert tuple(feat.shape) == (1, c, math.ceil(h / stride), math.ceil(w / stride))
 

@@ -18,6 +18,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from lsvr_core.errors import ConfigError
 from lsvr_core.plugins import PluginManager
 from lsvr_core.scaffold import plugin_names, write_plugin

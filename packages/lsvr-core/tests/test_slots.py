@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from lsvr_core.config import build_config_model, load_config
 from lsvr_core.errors import ConfigError
 from lsvr_core.plugins import PluginManager

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from lsvr_data.coco import build_coco, mutualguide_keeps
 from lsvr_data.config import CocoDatasetConfig
 
@@ -48,6 +49,7 @@ def test_max_dets_300_leaves_the_per_class_limit_to_cocoeval() -> None:
     positive of class 2 at a lower score. Keeping 100 per image loses the class-2 hit (its AP 0); keeping 300
     lets it through (AP 1, hand-computed: one detection, one GT, IoU 1)."""
     import torch
+
     from lsvr_core.structures import Predictions
     from lsvr_data.coco import quiet_coco
     from lsvr_data.coco_eval import CocoEvaluator

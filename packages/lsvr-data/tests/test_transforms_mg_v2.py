@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from lsvr_data.config import PipelineConfig
 from lsvr_data.sample import Sample
 from lsvr_data.transforms import Pipeline

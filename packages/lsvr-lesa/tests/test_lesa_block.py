@@ -69,7 +69,7 @@ def test_train_mode_logit_statistics_are_exact() -> None:
     ref = materialised_binary(attn, ref_bn, x)
     ref_grads = torch.autograd.grad(ref.square().sum(), [attn.qkv.weight, attn.rel_h, attn.rel_w, ref_bn.weight])
     torch.testing.assert_close(ours, ref)
-    for a, b in zip(grads, ref_grads):
+    for a, b in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(a, b)
     torch.testing.assert_close(ours_stats[0], ref_bn.running_mean)
     torch.testing.assert_close(ours_stats[1], ref_bn.running_var)
@@ -142,7 +142,7 @@ def test_checkpointing_gives_the_same_output_and_gradients() -> None:
         b.train()
         out = b(x)
         results.append([out, *torch.autograd.grad(out.sum(), [x, b.binary.rel_h])])
-    for a, c in zip(*results):
+    for a, c in zip(*results, strict=True):
         torch.testing.assert_close(a, c)
 
 

@@ -22,7 +22,7 @@ def test_block_triton_matches_torch_path(stride: int) -> None:
     for block in (ours, ref):
         out = block(x)
         outs.append([out, *torch.autograd.grad(out.square().mean(), [x, block.binary.rel_h, block.binary.qkv.weight])])
-    for a, b in zip(*outs):
+    for a, b in zip(*outs, strict=True):
         torch.testing.assert_close(a, b, rtol=2e-3, atol=2e-3)
 
 

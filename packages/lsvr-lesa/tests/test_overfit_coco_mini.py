@@ -90,10 +90,10 @@ def test_lesa_r50_mask_rcnn_overfits_four_coco_mini_images(coco_mini: Path) -> N
     with torch.no_grad():
         predictions = model(batch)  # original frame (to_original applied by the detector)
     results = []
-    for pred, target in zip(predictions, batch.targets):
+    for pred, target in zip(predictions, batch.targets, strict=True):
         assert pred.masks is not None and pred.masks.shape[1:] == target.orig_size
         for box, score, label, mask in zip(pred.boxes.tolist(), pred.scores.tolist(), pred.labels.tolist(),
-                                           pred.masks):
+                                           pred.masks, strict=True):
             rle = mask_util.encode(np.asfortranarray((mask > 0.5).numpy().astype(np.uint8)))
             rle["counts"] = rle["counts"].decode()
             results.append({"image_id": target.image_id, "category_id": dataset.label_to_cat_id[label],

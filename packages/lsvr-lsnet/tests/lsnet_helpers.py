@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 
 import torch
+
 from lsvr_core.contracts import ShapeSpec
 from lsvr_core.structures import Batch, Targets
-
-from lsvr_lsnet.encoding import extreme_points_to_boxes
-
 from lsvr_data.fields import CONTOURS, EXTREME_POINTS
+from lsvr_lsnet.encoding import extreme_points_to_boxes
 
 LEVELS = ("p3", "p4", "p5", "p6", "p7")
 

@@ -6,8 +6,8 @@ import statistics
 
 import pytest
 import torch
-from lsvr_core.plugins import get_plugin_manager
 
+from lsvr_core.plugins import get_plugin_manager
 from lsvr_lsnet.assigners.atss import ATSSAssigner, box_overlaps
 from lsvr_lsnet.assigners.centroid import CentroidAssigner, gt_levels
 from lsvr_lsnet.config import ATSSAssignerConfig, CentroidAssignerConfig

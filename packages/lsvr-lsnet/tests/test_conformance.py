@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from lsvr_core.contracts import ShapeSpec
 from lsvr_core.plugins import get_plugin_manager
 from lsvr_core.testing.suites import check_assigner, check_head, check_loss
-
+from lsvr_data.fields import CONTOURS, EXTREME_POINTS
 from lsvr_lsnet.config import ATSSAssignerConfig, CentroidAssignerConfig, CrossIoULossConfig, LSNetHeadConfig
 from lsvr_lsnet.encoding import encode_cross_targets
-
-from lsvr_data.fields import CONTOURS, EXTREME_POINTS
 
 SHAPE = {f"p{lv}": ShapeSpec(32, 2**lv) for lv in range(3, 8)}
 

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from lsvr_core.contracts import ShapeSpec
 from lsvr_core.plugins import get_plugin_manager
 from lsvr_core.testing.suites import check_assigner, check_head, check_loss
-
 from lsvr_data.fields import EXTREME_POINTS
-
 from lsvr_lsnet.assigners.point_hm import PointHeatmapAssigner, gaussian_radius
 from lsvr_lsnet.config import (
     GaussianFocalLossConfig,

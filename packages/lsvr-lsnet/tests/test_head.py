@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from lsvr_core.errors import ConfigError
 from lsvr_core.plugins import PluginManager
-
 from lsvr_lsnet.branches import sampling_points
 from lsvr_lsnet.config import LSNetHeadConfig
 from lsvr_lsnet.encoding import encode_cross_targets

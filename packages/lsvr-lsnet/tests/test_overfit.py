@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from lsvr_core.config import build_config_model
 from lsvr_core.config.loader import validate
 from lsvr_core.engine.build import build_dataset, build_evaluator, build_model

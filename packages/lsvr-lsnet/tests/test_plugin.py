@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+
 from lsvr_core.config import load_config
 from lsvr_core.plugins import get_plugin_manager
 

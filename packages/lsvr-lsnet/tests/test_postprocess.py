@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from lsvr_core.structures import Batch, Targets
 
+from lsvr_core.structures import Batch, Targets
 from lsvr_lsnet.criterion import HeadOutputs
 from lsvr_lsnet.encoding import encode_cross_targets
 from lsvr_lsnet.layouts import task_layout

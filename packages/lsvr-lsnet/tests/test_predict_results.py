@@ -8,13 +8,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from pycocotools import mask as mask_utils
+
 from lsvr_core.config import load_config
 from lsvr_core.engine import api
 from lsvr_core.engine.build import build_model
 from lsvr_core.plugins import get_plugin_manager
 from lsvr_core.structures import collate
 from lsvr_core.visualize import save_png
-from pycocotools import mask as mask_utils
 
 
 @pytest.mark.slow

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from lsvr_core.errors import ConfigError
 from lsvr_core.plugins import get_plugin_manager
 from lsvr_core.testing import check_backbone
-
 from lsvr_lsnet.backbones.res2net import Bottle2neck, build_res2net
 from lsvr_lsnet.config import Res2NetConfig
 from lsvr_ops_triton import ModulatedDeformConv2d

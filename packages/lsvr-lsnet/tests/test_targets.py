@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from lsvr_core.errors import DataError
 from lsvr_core.structures import Targets
-
 from lsvr_lsnet.targets import border_midpoints, grid_points, prepare_gt, valid_points
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+
 from lsvr_core.api import ConversionError
 from lsvr_core.models.detector import Detector
 from lsvr_core.structures import Batch, Targets

@@ -5,6 +5,7 @@ the batch's targets and the permuted targets."""
 from __future__ import annotations
 
 import torch
+
 from lsvr_core.api import ShapeSpec
 from lsvr_core.models.detector import Detector
 from lsvr_core.plugins import PluginManager

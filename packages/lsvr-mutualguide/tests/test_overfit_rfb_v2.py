@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+
 from lsvr_core.models.detector import Detector
 from lsvr_core.plugins import PluginManager
 from lsvr_core.structures import collate
@@ -26,7 +28,6 @@ from lsvr_mutualguide.cspdarknet import CSPDarknet
 from lsvr_mutualguide.head import build_mutual_guide_head
 from lsvr_mutualguide.neck_v2 import build_pafpn_v2
 from lsvr_mutualguide.rfb import build_rfb
-from torch import nn
 
 
 def voc_batch(voc_sample: Path, size: int, num_images: int = 8):  # noqa: ANN201

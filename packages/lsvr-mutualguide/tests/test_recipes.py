@@ -5,6 +5,7 @@ cap) and read COCO as it does (§5); v1 recipes train in fp32 (§5), v2 ones wit
 from __future__ import annotations
 
 import pytest
+
 from lsvr_core.config import load_config
 from lsvr_core.plugins import get_plugin_manager
 from lsvr_mutualguide.rows import OTHER, ROWS

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from lsvr_core.api import ConfigError, ShapeSpec
 from lsvr_core.testing.suites import check_neck
 from lsvr_mutualguide import config as c

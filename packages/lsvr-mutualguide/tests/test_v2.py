@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from lsvr_core.api import ConversionError, ShapeSpec
 from lsvr_core.models.detector import Detector
 from lsvr_core.structures import Targets

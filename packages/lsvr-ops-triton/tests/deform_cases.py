@@ -93,7 +93,7 @@ def run_deform(fn, case: DeformCase, tensors: dict[str, Tensor | None]) -> dict[
     grad = torch.randn(out.shape, generator=gen, dtype=torch.float64).to(out.dtype)
     names = list(t)
     grads = torch.autograd.grad(out, [t[k] for k in names], grad)
-    return {"out": out.detach(), **{f"grad_{k}": g for k, g in zip(names, grads)}}
+    return {"out": out.detach(), **{f"grad_{k}": g for k, g in zip(names, grads, strict=True)}}
 
 
 def torchvision_deform(input, offset, weight, bias, mask, stride, padding, dilation, groups,  # noqa: ANN001, ANN201

@@ -20,7 +20,6 @@ from lsvr_ops_triton import cpu_sampled_conv, deform_conv2d, pyramid_deform_conv
 from lsvr_ops_triton.reference import pyramid_deform_conv2d_reference
 
 
-
 def _load_cases():  # noqa: ANN202 - the shared cases module, by path (test folders are not packages)
     name = "lsvr_ops_triton_test_deform_cases"
     if name not in sys.modules:
@@ -75,7 +74,7 @@ def test_saved_samples_survive_a_second_backward() -> None:
     out = deform_conv2d(t["input"], t["offset"], t["weight"], t["bias"], t["mask"], padding=1)
     first = torch.autograd.grad(out.square().sum(), list(t.values()), retain_graph=True)
     second = torch.autograd.grad(out.square().sum(), list(t.values()))
-    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
 
 
 def test_gradcheck_cpu_path_float64() -> None:
@@ -177,7 +176,7 @@ def test_torch_compile_traces_the_custom_op_without_graph_breaks() -> None:
     ref_loss = fn(*args)
     ref_grads = torch.autograd.grad(ref_loss, args)
     assert torch.allclose(loss, ref_loss)
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, ref_grads))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, ref_grads, strict=True))
 
 
 def test_shape_errors_name_the_argument() -> None:

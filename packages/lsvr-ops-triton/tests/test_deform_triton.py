@@ -73,7 +73,7 @@ def _check_dtype(dtype_name: str) -> dict[str, float]:
     names = list(t)
     go = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     ours = {"out": out.detach(), **{f"grad_{k}": g for k, g in zip(names, torch.autograd.grad(out, list(t.values()),
-                                                                                          go.to(dtype)))}}
+                                                                                          go.to(dtype)), strict=True)}}
     ref = cases.run_deform(cases.torchvision_deform, DTYPE_DEFORM, {k: v.double() for k, v in low.items()})
     errors = {f"dcn {k}": v for k, v in cases.max_rel_errors(ours, ref).items()}
     p_low = {k: v.to(dtype) for k, v in cases.pyramid_tensors(n=1, c=4, feat_hw=(4, 5), out_hw=(7, 9),

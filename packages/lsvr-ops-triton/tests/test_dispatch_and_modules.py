@@ -9,11 +9,10 @@ import sys
 import pytest
 import torch
 import torchvision
+
 from lsvr_core.errors import ConfigError
 from lsvr_core.plugins import PluginManager
-
-from lsvr_ops_triton import DeformConv2d, ModulatedDeformConv2d, backend_report, choose_backend
-from lsvr_ops_triton import dispatch
+from lsvr_ops_triton import DeformConv2d, ModulatedDeformConv2d, backend_report, choose_backend, dispatch
 
 
 class _OnDevice:

@@ -40,7 +40,7 @@ def _compare(case, device: str, dtype: torch.dtype, backend: str = "triton") -> 
         results[name] = [out.float(), *grads]
     names = ["out", "dq", "dk", "dv", "dtable_h", "dtable_w", "dcontent_scale", "dposition_scale"]
     return {n: float(((o - r).abs().max() / r.abs().max().clamp_min(1e-6)).detach())
-            for n, o, r in zip(names, results["ours"], results["ref"])}
+            for n, o, r in zip(names, results["ours"], results["ref"], strict=True)}
 
 
 def _interp_main() -> None:

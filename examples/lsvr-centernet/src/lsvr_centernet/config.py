@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from lsvr_core.api import HeadConfig, L1LossConfig, LossConfig, NeckConfig, Slot
 from pydantic import Field
+
+from lsvr_core.api import HeadConfig, L1LossConfig, LossConfig, NeckConfig, Slot
 
 
 class CenterNetFocalLossConfig(LossConfig):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from lsvr_core.api import Predictions
 from torch import Tensor
+
+from lsvr_core.api import Predictions
 
 
 def decode(heat_logits: Tensor, size: Tensor, offset: Tensor, stride: int, image_size: tuple[int, int],

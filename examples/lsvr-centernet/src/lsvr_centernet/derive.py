@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from lsvr_core.api import Targets
 from torch import Tensor
+
+from lsvr_core.api import Targets
 
 
 def box_centres(targets: Targets) -> Tensor:

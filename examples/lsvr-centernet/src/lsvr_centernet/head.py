@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from lsvr_core.api import Batch, ConfigError, Predictions, ShapeSpec
 from torch import Tensor, nn
 
 from lsvr_centernet.config import CenterNetHeadConfig
 from lsvr_centernet.decode import decode
 from lsvr_centernet.losses import build_default_loss
 from lsvr_centernet.targets import build_targets
+from lsvr_core.api import Batch, ConfigError, Predictions, ShapeSpec
 
 
 def _branch(in_ch: int, mid: int, out: int) -> nn.Sequential:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
-from lsvr_core.api import L1LossConfig, weight_reduce
 from torch import Tensor, nn
 
 from lsvr_centernet.config import CenterNetFocalLossConfig
+from lsvr_core.api import L1LossConfig, weight_reduce
 
 _EPS = 1e-4  # the reference clamps sigmoid outputs to [1e-4, 1 - 1e-4]
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from lsvr_core.api import ConfigError, ShapeSpec
 from torch import Tensor, nn
 
 from lsvr_centernet.config import UpsampleNeckConfig
+from lsvr_core.api import ConfigError, ShapeSpec
 
 _LATERAL = ("c4", "c3", "c2")  # the backbone level each stage's output matches in stride
 

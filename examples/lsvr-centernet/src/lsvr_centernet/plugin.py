@@ -5,10 +5,9 @@ Everything comes from ``lsvr_core.api``, the public API of lsvr-core; nothing el
 
 from __future__ import annotations
 
-from lsvr_core.api import ComponentSpec, RecipeSpec, TargetFieldSpec, hookimpl, recipes_from_dir
-
 from lsvr_centernet import config as c
 from lsvr_centernet.fields import CENTERS
+from lsvr_core.api import ComponentSpec, RecipeSpec, TargetFieldSpec, hookimpl, recipes_from_dir
 
 _P = "lsvr_centernet"
 

@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from lsvr_core.specs import ComponentSpec
-
     from lsvr_core.structures import Batch, Predictions, Targets
 
 

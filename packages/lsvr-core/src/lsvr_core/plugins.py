@@ -104,7 +104,8 @@ class PluginManager:
         disabled = _disabled_names()
         core_version = _dist_version("lsvr-core")
         for module_name, name in BUILTIN_PLUGINS:
-            self._register_module(name, "lsvr-core", core_version, "builtin", lambda m=module_name: importlib.import_module(m))
+            self._register_module(name, "lsvr-core", core_version, "builtin",
+                                  lambda m=module_name: importlib.import_module(m))
         if entry_points:
             for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
                 dist = ep.dist.name if ep.dist is not None else "?"

@@ -39,9 +39,10 @@ whose ``prepare(image)`` applies the test-time pipeline.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -207,7 +208,8 @@ class ComponentSpec:
         if self.config is not None:
             base = SLOT_BASES[self.kind]
             if not issubclass(self.config, base):
-                raise TypeError(f"{self.kind} {self.name!r}: config {self.config.__name__} must subclass {base.__name__}")
+                raise TypeError(f"{self.kind} {self.name!r}: config {self.config.__name__} must subclass "
+                                f"{base.__name__}")
             type_field = self.config.model_fields.get("type")
             if type_field is None or type_field.default != self.name:
                 raise TypeError(
@@ -262,7 +264,8 @@ class RecipeSpec:
         return Path(str(files(self.package) / self.resource))
 
 
-def recipes_from_dir(namespace: str, package: str, summaries: dict[str, str], defaults: dict[str, int] | None = None) -> list[RecipeSpec]:
+def recipes_from_dir(namespace: str, package: str, summaries: dict[str, str],
+                     defaults: dict[str, int] | None = None) -> list[RecipeSpec]:
     """Build :class:`RecipeSpec` records for every ``*.yaml`` shipped in ``package``.
 
     Args:

@@ -2,7 +2,8 @@
 
 Everything is small enough to train a few iterations in well under a second on one CPU thread:
 
-* dataset ``tiny_shapes``: ``num_images`` random images (the indices in ``corrupt`` fail like unreadable files), alternately landscape (32x48) and portrait (48x32),
+* dataset ``tiny_shapes``: ``num_images`` random images (the indices in ``corrupt`` fail like unreadable files),
+  alternately landscape (32x48) and portrait (48x32),
   each with one filled rectangle whose class is its colour; with ``train=True`` a random horizontal flip
   drawn from the global torch RNG (so the engine's per-sample seeding is exercised).
 * backbone ``tiny_conv``: two strided convs, no normalisation (so 1 and 2 processes compute the same).

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from lsvr_core.api import ConfigError, DataError, TargetFieldSpec, Targets, resolve_target_fields
 from pycocotools import mask as mask_utils
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_image
 
+from lsvr_core.api import ConfigError, DataError, TargetFieldSpec, Targets, resolve_target_fields
 from lsvr_data.config import PipelineConfig
 from lsvr_data.fields import CONTOURS, DIFFICULT, EXTREME_POINTS
 from lsvr_data.landmarks import contour_36, extreme_points, extreme_points_from_mask, polygons_from_coco

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 from lsvr_core.api import DataError
-
 from lsvr_data.coco import load_json, quiet_coco
 from lsvr_data.coco_eval import run_cocoeval
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lsvr_core.api import DataError, Registry, TargetFieldSpec
 
+from lsvr_core.api import DataError, Registry, TargetFieldSpec
 from lsvr_data.base import DetectionDataset, check_task, resolve, resolve_extra_fields
 from lsvr_data.config import CocoDatasetConfig
 from lsvr_data.records import BadAnnotations, ImageRecord, check_box, check_polygon, group_by_image

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from lsvr_core.api import DataError, Predictions, Registry, predictions_to_results
 
+from lsvr_core.api import DataError, Predictions, Registry, predictions_to_results
 from lsvr_data import coco_backends
 from lsvr_data.config import CocoEvaluatorConfig
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from lsvr_core.api import DatasetConfig, EvaluatorConfig
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lsvr_core.api import DatasetConfig, EvaluatorConfig
 
 BadAnnotationPolicy = Literal["error", "skip"]
 
@@ -33,7 +34,8 @@ class PipelineConfig(BaseModel):
     short_side_range: tuple[int, int] | None = Field(
         None, description="train only: short side drawn uniformly from [lo, hi] (long edge still <= scale[0])"
     )
-    square_size: int = Field(320, gt=0, le=16384, description="square: output is square_size x square_size (no keep ratio)")
+    square_size: int = Field(320, gt=0, le=16384,
+                             description="square: output is square_size x square_size (no keep ratio)")
     flip_prob: float = Field(0.5, ge=0, le=1, description="train only: horizontal flip probability")
     ssd_aug: bool = Field(False, description="train only: SSD photometric distortion, expand and IoU crop")
     expand_prob: float = Field(0.6, ge=0, le=1, description="ssd_aug: probability of the expand (zoom-out) step")

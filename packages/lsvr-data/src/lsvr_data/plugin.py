@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from lsvr_core.api import ComponentSpec, hookimpl
-
 from lsvr_data import config as c
 from lsvr_data import fields
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from lsvr_core.api import DataError
 
 log = logging.getLogger("lsvr_data")

@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from lsvr_core.api import ExtraFields, Targets, field_affine, field_clip, field_hflip
 from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from lsvr_core.api import ExtraFields, Targets, field_affine, field_clip, field_hflip
 from lsvr_data.fields import BOXES, KEYPOINTS, POLYGONS
 
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from lsvr_core.api import Registry, TargetFieldSpec
 from PIL import Image, ImageDraw
 from torch import Tensor
 
+from lsvr_core.api import Registry, TargetFieldSpec
 from lsvr_data.base import DetectionDataset, resolve_extra_fields
 from lsvr_data.coco import quiet_coco
 from lsvr_data.config import SyntheticDatasetConfig

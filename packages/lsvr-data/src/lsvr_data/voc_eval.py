@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from lsvr_core.api import DataError, Predictions, Registry
 
+from lsvr_core.api import DataError, Predictions, Registry
 from lsvr_data.config import VocEvaluatorConfig
 
 log = logging.getLogger("lsvr_data")

@@ -16,10 +16,10 @@ from __future__ import annotations
 import math
 
 import torch
-from lsvr_core.api import ConfigError, Registry, ShapeSpec, batch_norm_layer
 from torch import Tensor, nn
 from torchvision.models.resnet import Bottleneck
 
+from lsvr_core.api import ConfigError, Registry, ShapeSpec, batch_norm_layer
 from lsvr_lesa.block import LESA, deformable_conv
 from lsvr_lesa.config import LESAResNetBaseConfig
 
@@ -120,7 +120,7 @@ class LESAResNet(nn.Module):
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         x = self.stem(images)  # (B, width, H/4, W/4)
         out: dict[str, Tensor] = {}
-        for level, stage in zip(LEVELS, self.stages):
+        for level, stage in zip(LEVELS, self.stages, strict=True):
             x = stage(x)  # (B, C_l, ceil(H / s_l), ceil(W / s_l))
             if level in self.out_levels:
                 out[level] = x

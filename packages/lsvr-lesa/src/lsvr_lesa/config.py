@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from lsvr_core.api import BackboneConfig
 from pydantic import Field, model_validator
+
+from lsvr_core.api import BackboneConfig
 
 
 class LESAResNetBaseConfig(BackboneConfig):

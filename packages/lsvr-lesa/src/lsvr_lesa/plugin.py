@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from lsvr_core.api import ComponentSpec, ConverterSpec, RecipeSpec, hookimpl, recipes_from_dir
-
 from lsvr_lesa.config import LESAR50Config, LESAWRN50Config
 
 _B = "lsvr_lesa.backbone"

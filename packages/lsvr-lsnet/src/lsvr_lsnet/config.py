@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from pydantic import Field
+
 from lsvr_core.api import (
     AssignerConfig,
     BackboneConfig,
@@ -17,7 +19,6 @@ from lsvr_core.api import (
     Slot,
     SmoothL1LossConfig,
 )
-from pydantic import Field
 
 TASKS: tuple[str, ...] = ("bbox", "segm", "pose_bbox", "pose_kbox")
 

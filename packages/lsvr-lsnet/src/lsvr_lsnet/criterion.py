@@ -3,13 +3,14 @@ landmark losses and the focal classification loss (spec §3, §4)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
-from lsvr_core.api import Batch
 from torch import Tensor, nn
 
+from lsvr_core.api import Batch
 from lsvr_lsnet.encoding import decode_landmarks, landmarks_to_boxes
 from lsvr_lsnet.layouts import TaskLayout
 from lsvr_lsnet.targets import LandmarkGT, grid_points, prepare_gt, valid_points
@@ -62,7 +63,7 @@ class _Positives:
         parts = [getattr(g, field) for g in self.gts]
         if any(p is None for p in parts):
             return None
-        return torch.cat([p[idx] for p, idx in zip(parts, self.gt_index)])
+        return torch.cat([p[idx] for p, idx in zip(parts, self.gt_index, strict=True)])
 
 
 class LSNetCriterion(nn.Module):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from lsvr_core.api import Batch, ConfigError, Predictions, Registry, ShapeSpec
 from torch import Tensor, nn
 
+from lsvr_core.api import Batch, ConfigError, Predictions, Registry, ShapeSpec
 from lsvr_lsnet.branches import LandmarkBranch
 from lsvr_lsnet.config import CrossIoULossConfig, LSNetHeadConfig
 from lsvr_lsnet.criterion import HeadOutputs, LSNetCriterion

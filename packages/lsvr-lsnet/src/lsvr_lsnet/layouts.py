@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lsvr_core.api import ConfigError
-
 from lsvr_lsnet.config import TASKS
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from lsvr_core.api import ComponentSpec, RecipeSpec, hookimpl, recipes_from_dir
-
 from lsvr_lsnet import config as c
 
 _P = "lsvr_lsnet"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from lsvr_core.api import Batch, Predictions, Targets
-from lsvr_data.fields import EXTREME_POINTS
 from torch import Tensor
 from torchvision.ops import batched_nms
 
+from lsvr_core.api import Batch, Predictions, Targets
+from lsvr_data.fields import EXTREME_POINTS
 from lsvr_lsnet.criterion import HeadOutputs
 from lsvr_lsnet.encoding import decode_landmarks, landmarks_to_boxes
 from lsvr_lsnet.layouts import TaskLayout

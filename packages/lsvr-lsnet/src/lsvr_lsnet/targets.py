@@ -6,9 +6,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-from lsvr_core.api import DataError, Targets
 from torch import Tensor
 
+from lsvr_core.api import DataError, Targets
 from lsvr_lsnet.encoding import points_to_boxes
 
 
@@ -110,7 +110,7 @@ def grid_points(sizes: list[tuple[int, int]], strides: list[int],
         point_strides (P,) float, point_levels (P,) int64 level number log2(stride).
     """
     pts, sts, lvs = [], [], []
-    for (h, w), s in zip(sizes, strides):
+    for (h, w), s in zip(sizes, strides, strict=True):
         ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
         pts.append(torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1).float() * s)
         sts.append(torch.full((h * w,), float(s), device=device))
@@ -132,7 +132,7 @@ def valid_points(image_size: tuple[int, int], sizes: list[tuple[int, int]], stri
     pad_h = math.ceil(image_size[0] / pad_divisor) * pad_divisor
     pad_w = math.ceil(image_size[1] / pad_divisor) * pad_divisor
     out = []
-    for (h, w), s in zip(sizes, strides):
+    for (h, w), s in zip(sizes, strides, strict=True):
         vh, vw = min(math.ceil(pad_h / s), h), min(math.ceil(pad_w / s), w)
         mask = torch.zeros((h, w), dtype=torch.bool, device=device)
         mask[:vh, :vw] = True

@@ -123,7 +123,8 @@ class PyramidFusion(nn.Module):
         """
         sizes = [tuple(f.shape[-2:]) for f in feats]
         samples = []
-        for lv, ((s_h, s_w), (m_h, m_w)) in zip(pyramid_levels(level, len(feats)), self.offset_scales(level, sizes)):
+        levels_scales = zip(pyramid_levels(level, len(feats)), self.offset_scales(level, sizes), strict=True)
+        for lv, ((s_h, s_w), (m_h, m_w)) in levels_scales:
             scale = offset.new_tensor([m_h, m_w]).repeat(9).view(1, 18, 1, 1)  # y channels x m_h, x channels x m_w
             samples.append(pyramid_deform_conv2d(feats[lv], offset * scale, self.weight, (s_h, s_w)))
         fused = F.relu(self.fuse(torch.cat(samples, dim=1))) + self.skip(feats[level])

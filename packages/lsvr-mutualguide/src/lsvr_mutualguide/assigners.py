@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import torch
-from lsvr_core.api import Registry
 from torch import Tensor
 from torchvision.ops import box_convert
 
+from lsvr_core.api import Registry
 from lsvr_mutualguide.config import IoUAssignerConfig, MutualGuideAssignerConfig
 
 POSITIVE, NEGATIVE, IGNORED = 1, 0, -1
@@ -121,7 +121,7 @@ def mark_top(m: Tensor, ks: list[Tensor], values: list[float]) -> Tensor:
         return m
     idx, rank = rank_in_row(m, k_max)
     top = m.gather(-1, idx)  # (B, G, k)
-    for k, value in zip(ks, values):
+    for k, value in zip(ks, values, strict=True):
         top = torch.where(rank < k[..., None], torch.full_like(top, value), top)
     return m.scatter_(-1, idx, top)
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 import torchvision
-from lsvr_core.api import ConfigError, Registry, ShapeSpec
 from torch import Tensor, nn
 from torchvision.models.vgg import cfgs as vgg_cfgs
 from torchvision.models.vgg import make_layers
 
+from lsvr_core.api import ConfigError, Registry, ShapeSpec
 from lsvr_mutualguide.config import ResNetMGConfig, ShuffleNetV2Config, VGG16BNConfig
 
 

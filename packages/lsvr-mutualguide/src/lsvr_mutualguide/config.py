@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from lsvr_core.api import AssignerConfig, BackboneConfig, FocalLossConfig, HeadConfig, LossConfig, NeckConfig, Slot
 from pydantic import BaseModel, ConfigDict, Field
+
+from lsvr_core.api import AssignerConfig, BackboneConfig, FocalLossConfig, HeadConfig, LossConfig, NeckConfig, Slot
 
 _PRETRAINED = "torchvision ImageNet weights from torch's hub cache (never downloaded)"
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import re
 
-from lsvr_core.api import ConversionError
 from torch import Tensor
+
+from lsvr_core.api import ConversionError
 
 # BasicConv of a6fd618 (module with .conv/.bn) -> lsvr's Sequential BasicConv (0: conv, 1: bn)
 _BASIC_CONV = {"conv.weight": "0.weight", "conv.bias": "0.bias", "bn.weight": "1.weight", "bn.bias": "1.bias",

@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from lsvr_core.api import ConfigError, Registry, ShapeSpec
 from torch import Tensor, nn
 
+from lsvr_core.api import ConfigError, Registry, ShapeSpec
 from lsvr_mutualguide.config import CSPDarknetConfig
 
 VARIANTS = {"0.5": (0.33, 0.5), "0.75": (0.67, 0.75), "1.0": (1.0, 1.0)}  # width name -> (depth, width) multipliers

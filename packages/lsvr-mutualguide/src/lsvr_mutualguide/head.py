@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lsvr_core.api import Batch, ConfigError, Predictions, Registry, ShapeSpec, Targets
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, nms
 
+from lsvr_core.api import Batch, ConfigError, Predictions, Registry, ShapeSpec, Targets
 from lsvr_mutualguide.anchors import ANCHORS_PER_LOCATION, generate_anchors
 from lsvr_mutualguide.assigners import IGNORED, POSITIVE, Assignment
 from lsvr_mutualguide.box_coding import decode, encode
@@ -105,7 +105,7 @@ class MutualGuideHead(nn.Module):
     def outputs(self, features: dict[str, Tensor]) -> tuple[Tensor, Tensor, list[tuple[int, int]]]:
         """loc (B, A, 4) offsets, conf (B, A, C) logits and the (h, w) grid of each level."""
         locs, confs, grids = [], [], []
-        for lv, loc_conv, conf_conv in zip(self.levels, self.loc, self.conf):
+        for lv, loc_conv, conf_conv in zip(self.levels, self.loc, self.conf, strict=True):
             x = features[lv]
             b, _, h, w = x.shape
             locs.append(loc_conv(x).permute(0, 2, 3, 1).reshape(b, -1, 4))  # (B, h*w*6, 4)

@@ -13,9 +13,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from lsvr_core.api import Registry, weight_reduce
 from torch import Tensor, nn
 
+from lsvr_core.api import Registry, weight_reduce
 from lsvr_mutualguide.config import BalancedL1LossConfig, SIoULossConfig, VarifocalPolyLossConfig
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from lsvr_core.api import Batch
 from torch import Tensor
+
+from lsvr_core.api import Batch
 
 
 @dataclass

@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 
 import torch.nn.functional as F
-from lsvr_core.api import ConfigError, Registry, ShapeSpec
 from torch import Tensor, nn
 
+from lsvr_core.api import ConfigError, Registry, ShapeSpec
 from lsvr_mutualguide.config import PAFPNV2NeckConfig
 
 

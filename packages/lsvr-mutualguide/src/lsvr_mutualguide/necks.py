@@ -10,9 +10,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from lsvr_core.api import ConfigError, Registry, ShapeSpec
 from torch import Tensor, nn
 
+from lsvr_core.api import ConfigError, Registry, ShapeSpec
 from lsvr_mutualguide.config import FPNMGNeckConfig, PAFPNNeckConfig, SSDNeckConfig
 
 
@@ -75,7 +75,7 @@ class SSDNeck(nn.Module):
         return maps
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        return dict(zip(self.output_shape(), self.pyramid(self.fused(features))))
+        return dict(zip(self.output_shape(), self.pyramid(self.fused(features)), strict=True))
 
 
 class FPNMGNeck(SSDNeck):
@@ -89,13 +89,13 @@ class FPNMGNeck(SSDNeck):
         self.smooth = nn.ModuleList([BasicConv(out_channels, out_channels, 3) for _ in range(num_levels)])
 
     def top_down(self, maps: list[Tensor]) -> list[Tensor]:
-        lat = [conv(x) for conv, x in zip(self.laterals, maps)]
+        lat = [conv(x) for conv, x in zip(self.laterals, maps, strict=True)]
         for k in range(len(lat) - 2, -1, -1):
             lat[k] = lat[k] + _resize_to(lat[k + 1], lat[k])
-        return [conv(x) for conv, x in zip(self.smooth, lat)]
+        return [conv(x) for conv, x in zip(self.smooth, lat, strict=True)]
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        return dict(zip(self.output_shape(), self.top_down(self.pyramid(self.fused(features)))))
+        return dict(zip(self.output_shape(), self.top_down(self.pyramid(self.fused(features))), strict=True))
 
 
 class PAFPNNeck(FPNMGNeck):
@@ -122,7 +122,7 @@ class PAFPNNeck(FPNMGNeck):
         maps = self.top_down(self.pyramid(self.fused(features)))
         for k, conv in enumerate(self.bottom_up):  # sequential: step k uses the updated P[k]
             maps[k + 1] = maps[k + 1] + _resize_to(conv(maps[k]), maps[k + 1])
-        return dict(zip(self.output_shape(), [conv(x) for conv, x in zip(self.final, maps)]))
+        return dict(zip(self.output_shape(), [conv(x) for conv, x in zip(self.final, maps, strict=True)], strict=True))
 
 
 def _build(cls: type[SSDNeck], cfg: SSDNeckConfig, input_shape: dict[str, ShapeSpec]) -> SSDNeck:

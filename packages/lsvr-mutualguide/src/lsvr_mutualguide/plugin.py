@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from lsvr_core.api import ComponentSpec, ConverterSpec, RecipeSpec, hookimpl, recipes_from_dir
-
 from lsvr_mutualguide import config as c
 from lsvr_mutualguide.rows import summaries
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from lsvr_core.api import ConfigError, Registry, ShapeSpec
 from torch import Tensor, nn
 
+from lsvr_core.api import ConfigError, Registry, ShapeSpec
 from lsvr_mutualguide.config import RepVGGConfig
 
 A2_BLOCKS = (2, 4, 14, 1)
@@ -93,7 +93,7 @@ class RepVGGBackbone(nn.Module):
         in_planes = min(64, int(64 * widths[0]))
         self.stage0 = RepVGGBlock(3, in_planes, stride=1, deploy=deploy)  # stride 1: MutualGuide's change
         stages = []
-        for planes, n in zip((64, 128, 256, 512), blocks):
+        for planes, n in zip((64, 128, 256, 512), blocks, strict=True):
             planes = int(planes * widths[len(stages)])
             layers = []
             for i in range(n):

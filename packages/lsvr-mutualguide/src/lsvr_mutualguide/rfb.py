@@ -22,9 +22,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from lsvr_core.api import ConfigError, Registry, ShapeSpec
 from torch import Tensor, nn
 
+from lsvr_core.api import ConfigError, Registry, ShapeSpec
 from lsvr_mutualguide.config import RFBNeckConfig
 
 Pair = int | tuple[int, int]

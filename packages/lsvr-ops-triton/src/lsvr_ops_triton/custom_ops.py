@@ -79,13 +79,13 @@ def _define(name: str, forward_impl: Callable, backward_impl: Callable, saved_sh
         grads = backward_impl(grad_out.contiguous(), input, offset, mask, weight, geometry, kernel, groups,
                               offset_groups, needs, samples=samples)
         return tuple(g if g is not None else ref.new_empty(_EMPTY_SHAPE)
-                     for g, ref in zip(grads, (input, offset, input if mask is None else mask, weight)))
+                     for g, ref in zip(grads, (input, offset, input if mask is None else mask, weight), strict=True))
 
     @backward.register_fake
     def _(grad_out, input, offset, mask, weight, samples, geometry, kernel, groups, offset_groups, needs):  # noqa: ANN001
         refs = (input, offset, mask, weight)
         return tuple(ref.new_empty(ref.shape) if need and ref is not None else (input if ref is None else ref)
-                     .new_empty(_EMPTY_SHAPE) for need, ref in zip(needs, refs))
+                     .new_empty(_EMPTY_SHAPE) for need, ref in zip(needs, refs, strict=True))
 
     def setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
         input, offset, mask, weight, bias, geometry, kernel, groups, offset_groups, _ = inputs
@@ -101,7 +101,8 @@ def _define(name: str, forward_impl: Callable, backward_impl: Callable, saved_sh
         g_in = g_off = g_m = g_w = g_b = None
         if any(needs[:4]):
             g_in, g_off, g_m, g_w = backward(grad, input, offset, mask, weight, samples, *ctx.args, needs[:4])
-            g_in, g_off, g_m, g_w = (g if need else None for g, need in zip((g_in, g_off, g_m, g_w), needs))
+            grads = zip((g_in, g_off, g_m, g_w), needs, strict=True)
+            g_in, g_off, g_m, g_w = (g if need else None for g, need in grads)
         if needs[4]:
             acc = torch.float32 if grad.dtype in (torch.float16, torch.bfloat16) else grad.dtype
             g_b = grad.sum((0, 2, 3), dtype=acc).to(ctx.bias_dtype)

@@ -8,7 +8,8 @@ runs FlexAttention's eager implementation, which materialises the scores and is 
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor

@@ -58,7 +58,7 @@ def _onehot_dot(ds, idx, BLOCK_C: tl.constexpr, SPLIT: tl.constexpr, PRECISION: 
 
 
 @triton.jit
-def _fwd_kernel(Q, K, V, RH, RW, O, LSE, L, H, W, DQK, DV,
+def _fwd_kernel(Q, K, V, RH, RW, O, LSE, L, H, W, DQK, DV,  # noqa: E741 (Q, K, V, O: attention's names)
                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DQK: tl.constexpr, BLOCK_DV: tl.constexpr,
                 PRECISION: tl.constexpr):
     pid_m = tl.program_id(0)
@@ -186,8 +186,10 @@ def _bwd_dq_kernel(Q, K, V, RH, RW, DO, LSE, DELTA, DQ, DRH, DRW, L, H, W, DQK, 
     tl.store(DQ + bh * L * DQK + offs_m[:, None] * DQK + offs_dq[None, :], dq.to(DQ.dtype.element_ty), mask=qmask)
     offs_h = tl.arange(0, BLOCK_H)
     offs_w = tl.arange(0, BLOCK_W)
-    tl.store(DRH + bh * L * H + offs_m[:, None] * H + offs_h[None, :], drh, mask=m_mask[:, None] & (offs_h[None, :] < H))
-    tl.store(DRW + bh * L * W + offs_m[:, None] * W + offs_w[None, :], drw, mask=m_mask[:, None] & (offs_w[None, :] < W))
+    tl.store(DRH + bh * L * H + offs_m[:, None] * H + offs_h[None, :], drh,
+             mask=m_mask[:, None] & (offs_h[None, :] < H))
+    tl.store(DRW + bh * L * W + offs_m[:, None] * W + offs_w[None, :], drw,
+             mask=m_mask[:, None] & (offs_w[None, :] < W))
 
 
 def _pow2(n: int) -> int:

@@ -57,7 +57,8 @@ def deep_merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(parent)
     for key, value in child.items():
         old = out.get(key)
-        same_type = not (isinstance(value, dict) and "type" in value and isinstance(old, dict) and old.get("type") != value["type"])
+        same_type = not (isinstance(value, dict) and "type" in value and isinstance(old, dict)
+                         and old.get("type") != value["type"])
         if isinstance(value, dict) and isinstance(old, dict) and same_type:
             out[key] = deep_merge(old, value)
         else:

@@ -282,7 +282,7 @@ class Trainer:
         values = torch.stack([total.detach()] + [v.detach().float() for v in terms.values()]
                              + [total.new_tensor(1.0 if self.stop_signal else 0.0)])
         reduced = D.all_reduce_mean(values, self.dist).cpu().tolist()
-        losses = dict(zip(["loss", *terms], reduced[:-1]))
+        losses = dict(zip(["loss", *terms], reduced[:-1], strict=True))
         if not all(math.isfinite(v) for v in losses.values()):
             self._non_finite(losses)
         self._last_losses = losses

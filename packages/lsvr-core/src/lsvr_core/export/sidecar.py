@@ -23,7 +23,8 @@ def write_sidecar(model_path: Path, *, cfg: Any, config_yaml: str, image_size: t
     Keys: ``format``, ``input`` (name, layout, dtype, channel order, value range, fixed size or null when
     dynamic, size divisor, padding rule), ``normalization`` (mean/std applied inside the graph),
     ``resize`` (the val pipeline), ``outputs`` (count; decoded by the head's ``decode_outputs``),
-    ``task``, ``class_names``, ``category_ids``, ``versions``, ``config`` (the resolved YAML, used to rebuild the decoder).
+    ``task``, ``class_names``, ``category_ids``, ``versions``, ``config`` (the resolved YAML, used to rebuild
+    the decoder).
     """
     import torch
 

@@ -66,7 +66,7 @@ class Detector(nn.Module):
         if self.training:
             return self.head(features, batch)
         predictions = self.head.predict(features, batch)
-        return [p.to_original(t) for p, t in zip(predictions, batch.targets)]
+        return [p.to_original(t) for p, t in zip(predictions, batch.targets, strict=True)]
 
 
 def check_task(manager: Any, head_type: str, task: str) -> None:

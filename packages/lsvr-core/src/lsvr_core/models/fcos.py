@@ -86,7 +86,7 @@ class FCOSHead(nn.Module):
         strides = [[torch.tensor(s, device=device), torch.tensor(s, device=device)] for s in self.strides]
         self.anchor_generator.set_cell_anchors(torch.float32, device)
         per_level = self.anchor_generator.grid_anchors(grid_sizes, strides)
-        per_level = [a + (s // 2) for a, s in zip(per_level, self.strides)]
+        per_level = [a + (s // 2) for a, s in zip(per_level, self.strides, strict=True)]
         return torch.cat(per_level), [h * w for h, w in grid_sizes]
 
     def _outputs(self, features: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor, list[int]]:
@@ -110,7 +110,7 @@ class FCOSHead(nn.Module):
         sizes = [tuple(t.image_size) for t in batch.targets]
         detections = self._postprocess(split, [anchors_per_level] * len(sizes), sizes)
         return [Predictions(d["boxes"], d["scores"], d["labels"], image_id=t.image_id)
-                for d, t in zip(detections, batch.targets)]
+                for d, t in zip(detections, batch.targets, strict=True)]
 
 
     # --- export (lsvr export): raw outputs in the graph, decoding in Python ---------------------------------

@@ -92,7 +92,8 @@ class FPN(nn.Module):
         names = [f"p{n}" for n in numbers]
         extra_names = [f"p{numbers[-1] + i + 1}" for i in range(num_extra)]
         last = input_shape[in_levels[-1]]
-        self._shape = {name: ShapeSpec(out_channels, input_shape[lv].stride) for name, lv in zip(names, in_levels)}
+        self._shape = {name: ShapeSpec(out_channels, input_shape[lv].stride)
+                       for name, lv in zip(names, in_levels, strict=True)}
         for i, name in enumerate(extra_names):
             self._shape[name] = ShapeSpec(out_channels, last.stride * 2 ** (i + 1))
         self.names = names
@@ -111,7 +112,7 @@ class FPN(nn.Module):
         return dict(self._shape)
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        inputs = {name: features[lv] for name, lv in zip(self.names, self.in_levels)}
+        inputs = {name: features[lv] for name, lv in zip(self.names, self.in_levels, strict=True)}
         return dict(self.fpn(inputs))
 
 

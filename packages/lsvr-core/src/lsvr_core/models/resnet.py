@@ -82,7 +82,7 @@ class ResNet(nn.Module):
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         x = self.stem(images)  # (B, 64, H/4, W/4)
         out: dict[str, Tensor] = {}
-        for level, stage in zip(LEVELS, self.stages):
+        for level, stage in zip(LEVELS, self.stages, strict=True):
             x = stage(x)  # (B, C_l, ceil(H/s_l), ceil(W/s_l))
             if level in self.out_levels:
                 out[level] = x
@@ -154,7 +154,7 @@ def _dcn_layer(conv: nn.Conv2d, registry: Registry | None) -> nn.Module:
 def _add_dcn(trunk: torchvision.models.ResNet, dcn_stages: tuple[bool, ...], registry: Registry | None) -> None:
     """Replace ``conv2`` (the strided 3x3 of a Bottleneck, the second 3x3 of a BasicBlock) by DCNv2 in the
     stages flagged in ``dcn_stages`` (c2..c5)."""
-    for enabled, stage in zip(dcn_stages, (trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4)):
+    for enabled, stage in zip(dcn_stages, (trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4), strict=True):
         if not enabled:
             continue
         for block in stage:

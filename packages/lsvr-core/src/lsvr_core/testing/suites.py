@@ -115,7 +115,7 @@ def check_neck(factory_or_spec: Any, cfg: NeckConfig, input_shape: dict[str, Sha
 def _check_predictions(preds: Any, batch: Batch, num_classes: int, task: str, what: str) -> None:
     assert isinstance(preds, list) and len(preds) == len(batch.targets), (
         f"{what}.predict must return a list with one Predictions per image ({len(batch.targets)}), got {preds!r:.80}")
-    for i, (p, t) in enumerate(zip(preds, batch.targets)):
+    for i, (p, t) in enumerate(zip(preds, batch.targets, strict=True)):
         w = f"{what}.predict()[{i}]"
         assert isinstance(p, Predictions), f"{w}: expected Predictions, got {type(p).__name__}"
         assert p.frame == "input", f"{w}: frame is {p.frame!r}; heads predict in the input frame"
@@ -212,7 +212,7 @@ def check_assigner(factory_or_spec: Any, cfg: AssignerConfig, call: Callable[[An
     a, b = _tensors(first), _tensors(second)
     assert a, f"{what}: call(assigner) returned no tensors"
     assert len(a) == len(b), f"{what}: two calls returned different structures"
-    for i, (x, y) in enumerate(zip(a, b)):
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
         assert_finite(x, f"{what} output tensor {i}")
         assert not x.requires_grad, f"{what}: output tensor {i} requires grad; compute targets under no_grad"
         assert x.shape == y.shape and torch.equal(x, y), f"{what}: output tensor {i} differs between two calls"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-from lsvr_core.api import Registry
 from torch import Tensor
 
+from lsvr_core.api import Registry
 from lsvr_lsnet.config import CentroidAssignerConfig
 
 _OFF_LEVEL = 1e8  # distance given to points that are not on the GT's level (the reference's sentinel)

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lsvr_core.api import ConfigError, ShapeSpec, batch_norm_layer, set_batch_norm_eval
 from torch import Tensor, nn
 
+from lsvr_core.api import ConfigError, ShapeSpec, batch_norm_layer, set_batch_norm_eval
 from lsvr_lsnet.config import Res2NetConfig
 from lsvr_ops_triton import ModulatedDeformConv2d
 

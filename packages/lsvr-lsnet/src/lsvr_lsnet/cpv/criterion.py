@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lsvr_core.api import Batch
 from torch import Tensor, nn
 
+from lsvr_core.api import Batch
 from lsvr_lsnet.criterion import flatten_levels
 from lsvr_lsnet.targets import grid_points, valid_points
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lsvr_core.api import Batch, ConfigError, Predictions, Registry, ShapeSpec, Targets
 from torch import Tensor, nn
 
+from lsvr_core.api import Batch, ConfigError, Predictions, Registry, ShapeSpec, Targets
 from lsvr_lsnet.branches import _BASE_GRID, sampling_points
 from lsvr_lsnet.config import CrossIoULossConfig, LSCPVHeadConfig
 from lsvr_lsnet.cpv.corner_pool import ConvGNReLU, CornerPoolBlock

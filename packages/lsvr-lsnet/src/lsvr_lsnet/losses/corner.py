@@ -4,9 +4,9 @@ semantic (foreground) branch (LSNet spec §5 "Targets/losses", §4.4 table)."""
 from __future__ import annotations
 
 import torch.nn.functional as F
-from lsvr_core.api import weight_reduce
 from torch import Tensor, nn
 
+from lsvr_core.api import weight_reduce
 from lsvr_lsnet.config import GaussianFocalLossConfig, SEPFocalLossConfig
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import torch
-from lsvr_core.api import Registry
 from torch import Tensor, nn
 
+from lsvr_core.api import Registry
 from lsvr_lsnet.config import CrossIoULossConfig
 from lsvr_lsnet.encoding import decode_cross_vectors, encode_cross_targets, landmarks_to_boxes
 
