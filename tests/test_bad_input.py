@@ -228,11 +228,19 @@ def test_full_disk_is_one_line_and_keeps_the_existing_run(ctx, capsys, monkeypat
     shutil.rmtree(ctx["existing"].parent / "exp2")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions, so a chmod 555 folder stays writable")
-def test_read_only_work_dir(ctx, capsys, tmp_path):
+def test_read_only_work_dir(ctx, capsys, tmp_path, monkeypatch):
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
+    if os.geteuid() == 0:  # root ignores file permissions: make creating anything under ro fail as it would
+        real_mkdir = Path.mkdir
+
+        def mkdir(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+            if self == ro or ro in self.parents:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_mkdir(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "mkdir", mkdir)
     code = cli(["--plugin", ctx["plugin"], "run", ctx["tiny"], "-o", f"runtime.work_dir={ro / 'run'}"])
     assert code == 2 and "Permission denied" in capsys.readouterr().err
 

@@ -9,7 +9,7 @@ import torch
 from lsvr_core.api import ShapeSpec
 from lsvr_core.models.detector import Detector
 from lsvr_core.plugins import PluginManager
-from lsvr_core.structures import Batch, Targets
+from lsvr_core.structures import Batch, Predictions, Targets
 from lsvr_mutualguide import config as c
 from lsvr_mutualguide.head import build_mutual_guide_head
 from lsvr_mutualguide.mixup import MixUp, MixUpBatch
@@ -73,8 +73,9 @@ def test_detector_applies_the_heads_batch_transform_in_training_only() -> None:
         def forward(self, features: dict, batch: Batch) -> dict:
             return {"loss": features["p3"].sum()}
 
-        def predict(self, features: dict, batch: Batch) -> list:
-            return []
+        def predict(self, features: dict, batch: Batch) -> list:  # one (empty) Predictions per image
+            return [Predictions(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long))
+                    for _ in batch.targets]
 
     model = Detector(Backbone(), None, Head(), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     batch = make_batch(0.5)

@@ -101,7 +101,7 @@ def _define(name: str, forward_impl: Callable, backward_impl: Callable, saved_sh
         g_in = g_off = g_m = g_w = g_b = None
         if any(needs[:4]):
             g_in, g_off, g_m, g_w = backward(grad, input, offset, mask, weight, samples, *ctx.args, needs[:4])
-            grads = zip((g_in, g_off, g_m, g_w), needs, strict=True)
+            grads = zip((g_in, g_off, g_m, g_w), needs[:4], strict=True)
             g_in, g_off, g_m, g_w = (g if need else None for g, need in grads)
         if needs[4]:
             acc = torch.float32 if grad.dtype in (torch.float16, torch.bfloat16) else grad.dtype

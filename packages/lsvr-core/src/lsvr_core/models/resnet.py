@@ -82,7 +82,7 @@ class ResNet(nn.Module):
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         x = self.stem(images)  # (B, 64, H/4, W/4)
         out: dict[str, Tensor] = {}
-        for level, stage in zip(LEVELS, self.stages, strict=True):
+        for level, stage in zip(LEVELS, self.stages, strict=False):  # stages past the last out level are dropped
             x = stage(x)  # (B, C_l, ceil(H/s_l), ceil(W/s_l))
             if level in self.out_levels:
                 out[level] = x
