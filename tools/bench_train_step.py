@@ -40,11 +40,13 @@ def _targets(size: tuple[int, int], image_id: int) -> Any:
     import torch
 
     from lsvr_core.testing import make_targets
+    from lsvr_data.fields import CONTOURS, EXTREME_POINTS
 
     h, w = size
     boxes = torch.tensor([[0.10, 0.15, 0.45, 0.60], [0.50, 0.30, 0.90, 0.95], [0.05, 0.70, 0.20, 0.98],
                           [0.60, 0.05, 0.80, 0.25]]) * torch.tensor([w, h, w, h])
-    return make_targets(boxes, torch.tensor([0, 5, 17, 2]), size, image_id=image_id, seed=image_id)
+    return make_targets(boxes, torch.tensor([0, 5, 17, 2]), size, image_id=image_id, seed=image_id,
+                        extra_fields=(EXTREME_POINTS, CONTOURS))  # the LSNet landmarks, as the datasets derive them
 
 
 def measure(precision: str, image_hw: tuple[int, int], batch: int, warmup: int, steps: int, dry: bool) -> dict:

@@ -164,7 +164,7 @@ def predict(cfg: Any, manager: Any, *, checkpoint: str | None, images: list[str]
         names = getattr(dataset, "classes", None)
         cat = getattr(dataset, "label_to_cat_id", None)
         category_ids = list(cat) if cat is not None else None
-    if ckpt is not None:
+    if ckpt is not None and checkpoint is not None:
         model = _load_model(cfg, manager, checkpoint, device, ckpt=ckpt)
     precision = resolve_precision(cfg.runtime.precision, device)
     out = Path(out_dir) if out_dir else Path(cfg.runtime.work_dir) / "predict"
