@@ -82,7 +82,7 @@ def _assert_same(eager_preds, exported_preds) -> None:
 @pytest.mark.parametrize(("ref", "overrides", "formats"), [
     ("lsnet:demo", LSNET, ("onnx", "pt2")),
     ("lsnet:demo", [*LSNET, "task=segm"], ("pt2",)),
-    ("lsnet:demo", [*LSNET, "task=pose_bbox", "model.num_classes=1"], ("pt2",)),
+    ("lsnet:demo", [*LSNET, "task=pose_bbox"], ("pt2",)),
     ("mutualguide:coco_mini", MG_SYNTHETIC, ("onnx",)),
     ("lsvr:fcos_r18_synthetic", TINY, ("pt2",)),
 ], ids=["lsnet-bbox", "lsnet-segm", "lsnet-pose", "mutualguide", "fcos"])

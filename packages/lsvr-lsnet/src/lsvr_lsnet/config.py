@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from lsvr_core.api import (
     AssignerConfig,
@@ -141,6 +141,9 @@ class LSCPVHeadConfig(LSNetHeadConfig):
     loss_sem: Annotated[LossConfig, Slot("semantic_loss")] = SEPFocalLossConfig(loss_weight=0.1)
 
 
+RES2NET_STRIDES = {"c2": 4, "c3": 8, "c4": 16, "c5": 32}
+
+
 class Res2NetConfig(BackboneConfig):
     """Res2Net (Gao et al. 2019) v1d trunk (deep stem, average-pool shortcuts) as in mmdetection, returning
     c2..c5 (strides 4, 8, 16, 32); the backbone of the LSNet R2-101 rows (spec §2.1)."""
@@ -159,3 +162,15 @@ class Res2NetConfig(BackboneConfig):
     out_levels: tuple[str, ...] = ("c3", "c4", "c5")
     weights: str | None = Field(None, description="local ImageNet checkpoint (mmdetection key names, e.g. "
                                 "res2net101_v1d_26w_4s_mmdetv2-f0a600f9.pth); never downloaded")
+
+    @field_validator("out_levels")
+    @classmethod
+    def _known_levels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [lv for lv in value if lv not in RES2NET_STRIDES]
+        if bad or not value:
+            raise ValueError(f"levels must be among {', '.join(RES2NET_STRIDES)}; unknown: {bad or 'none given'}")
+        return value
+
+    def output_strides(self) -> dict[str, int]:
+        """Stride (pixels) of each returned level, for the config's level checks."""
+        return {lv: RES2NET_STRIDES[lv] for lv in self.out_levels}
