@@ -51,7 +51,9 @@ def test_lsvr_run_fcos_on_coco_mini(coco_mini, tmp_path, capsys):
         assert isinstance(value, float) and (value == -1.0 or 0.0 <= value <= 1.0), (key, value)
     ckpt = torch.load(work / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["iter"] == 2 and ckpt["batch_in_epoch"] == 2
-    assert len(list((work / "predictions").glob("*.png"))) == 2
+    # one gallery per evaluation, with eval.num_draw = 2 rows of ground truth | predictions
+    assert [p.name for p in (work / "predictions").glob("*.png")] == ["gallery_iter_2.png"]
+    assert (work / "curves.png").is_file()
     log = (work / "log.txt").read_text()
     assert "| bbox" in log and "evaluation at iteration 2 (4 images" in log
     steps = re.findall(r"\(total (\d+)/2\) ((?:loss\w* \S+ )+)lr", log)  # logging.interval=1: one line per step
