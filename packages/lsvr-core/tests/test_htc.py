@@ -64,6 +64,8 @@ def test_conformance_without_semantic_branch(task: str) -> None:
 def test_semantic_branch_needs_maps_and_its_loss_is_weighted_cross_entropy() -> None:
     head = build_htc_head(HTCHeadConfig(**SMALL), SHAPE, 3, "segm")
     batch = make_batch((96, 160), 3)
+    for t in batch.targets:  # a dataset without semantic_dir gives no maps
+        t.semantic = None
     with pytest.raises(DataError, match="semantic_dir"):
         head(make_features(SHAPE, (96, 160), 2), batch)
     batch = _batch_with_semantic()

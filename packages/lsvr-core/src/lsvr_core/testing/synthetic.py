@@ -43,8 +43,9 @@ def make_targets(boxes: Tensor, labels: Tensor, image_size: tuple[int, int], ima
         extra_fields: declared fields to fill in ``extras`` with their ``derive`` function (e.g. a plugin's
             own per-instance field); a field without one raises ConfigError.
     Returns:
-        Targets whose masks, polygons and keypoints (17, visibility 2, random points inside each box) describe
-        the rectangles, plus the derived ``extra_fields``.
+        Targets whose masks, polygons, keypoints (17, visibility 2, random points inside each box) and
+        things-only ``semantic`` map (label + 1 inside the boxes) describe the rectangles, plus the derived
+        ``extra_fields``.
     """
     gen = torch.Generator().manual_seed(seed)
     h, w = image_size
@@ -59,10 +60,14 @@ def make_targets(boxes: Tensor, labels: Tensor, image_size: tuple[int, int], ima
     keypoints[..., 0] = boxes[:, None, 0] + rand[..., 0] * (boxes[:, None, 2] - boxes[:, None, 0])
     keypoints[..., 1] = boxes[:, None, 1] + rand[..., 1] * (boxes[:, None, 3] - boxes[:, None, 1])
     keypoints[..., 2] = 2
+    semantic = torch.zeros(h, w, dtype=torch.uint8)  # things-only map: label + 1 inside each box, 0 elsewhere
+    for i in range(n):
+        semantic[masks[i].bool()] = int(labels[i]) + 1
     targets = Targets(
         boxes=boxes.float(), labels=labels.long(), image_id=image_id, orig_size=image_size, image_size=image_size,
         iscrowd=iscrowd if iscrowd is not None else torch.zeros(n, dtype=torch.bool),
         polygons=polygons, masks=masks, keypoints=keypoints, ann_ids=torch.arange(n, dtype=torch.int64),
+        semantic=semantic,
     )
     for spec in extra_fields:
         targets.extras.add(spec, spec.derive_fn()(targets))
