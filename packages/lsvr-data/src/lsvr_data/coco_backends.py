@@ -16,6 +16,8 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from lsvr_core.api import ConfigError
 
 BACKENDS = ("pycocotools", "faster_coco_eval", "hotcoco")
@@ -86,6 +88,8 @@ def evaluate(gt: Any, results: list[dict] | str, iou_type: str, backend: str,
         ``[T, R, K, A, M]`` as in pycocotools).
     """
     _, eval_cls = _classes(backend)
+    if backend == "hotcoco" and iou_type == "bbox" and isinstance(results, list):
+        results = _bbox_array(results)
     with contextlib.redirect_stdout(io.StringIO()):
         dt = gt.loadRes(results)
         ev = eval_cls(gt, dt, iou_type)
@@ -97,3 +101,13 @@ def evaluate(gt: Any, results: list[dict] | str, iou_type: str, backend: str,
         ev.accumulate()
         ev.summarize()
     return [float(v) for v in ev.stats], ev
+
+
+def _bbox_array(results: list[dict]) -> np.ndarray:
+    """Box results as hotcoco's (N, 7) float64 ``[image_id, x, y, w, h, score, category_id]`` array.
+
+    hotcoco converts a list of dicts field by field (about 3 s for 410k detections) but reads this array in
+    0.1 s; the stats are the same (``tests/test_coco_backends.py``). Only for bbox: with an array hotcoco takes a
+    segmentation's area from its box, where pycocotools takes the mask's.
+    """
+    return np.array([(r["image_id"], *r["bbox"], r["score"], r["category_id"]) for r in results], dtype=np.float64)
