@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torchvision
 
-from lsvr_core.engine.data import MainProcessCollate, _as_list
+from lsvr_core.engine.data import MainProcessCollate, worker_collate
 from lsvr_core.structures import collate
 from lsvr_data.coco import build_coco
 from lsvr_data.config import CocoDatasetConfig, PipelineConfig
@@ -31,11 +31,12 @@ from lsvr_data.config import CocoDatasetConfig, PipelineConfig
 def measure(ds, workers: int, batch_size: int, passes: int, where: str) -> tuple[float, int, float]:  # noqa: ANN001
     """Images/s over ``passes`` full passes (after one warm-up batch); also images seen and mean H x W.
 
-    ``where="main"`` is the engine's loader (workers return uint8 samples, the main process collates:
-    :class:`lsvr_core.engine.data.MainProcessCollate`); ``"worker"`` collates inside the workers.
+    ``where="main"`` is the engine's loader (workers return uint8 samples with their small tensors pickled in
+    one piece, the main process collates: :class:`lsvr_core.engine.data.MainProcessCollate`); ``"worker"``
+    collates inside the workers (torch's default path).
     """
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers,
-                                         collate_fn=collate if where == "worker" else _as_list,
+                                         collate_fn=collate if where == "worker" else worker_collate(workers),
                                          persistent_workers=workers > 0, generator=torch.Generator().manual_seed(0))
     if where == "main":
         loader = MainProcessCollate(loader, partial(collate, size_divisor=32), pin_memory=False)

@@ -89,6 +89,9 @@ _LAZY: dict[str, str] = {
     "batch_norm_layer": "lsvr_core.models.norm",
     "group_norm_layer": "lsvr_core.models.norm",
     "set_batch_norm_eval": "lsvr_core.models.norm",
+    # export-traceable candidate selection and NMS for heads' export_postprocess (torch)
+    "topk_pairs": "lsvr_core.export.postprocess",
+    "nms_keep": "lsvr_core.export.postprocess",
     # reading run configs (torch-free; plugin commands such as `lsvr data check`)
     "load_config": "lsvr_core.config",
     # conformance suites and synthetic inputs for plugin tests (torch)

@@ -256,7 +256,7 @@ def collate(samples: list[tuple[Tensor, Targets]], size_divisor: int = 32) -> Ba
     pad_w = -(-max_w // size_divisor) * size_divisor
     images = torch.zeros((len(samples), 3, pad_h, pad_w), dtype=torch.float32)
     for i, (img, _) in enumerate(samples):
-        images[i, :, : img.shape[-2], : img.shape[-1]] = img.float()
+        images[i, :, : img.shape[-2], : img.shape[-1]].copy_(img)  # converts in place, no float temporary
     for _, t in samples:
         t.extras.check_length(len(t), t.image_id)
     return Batch(images, [t for _, t in samples])

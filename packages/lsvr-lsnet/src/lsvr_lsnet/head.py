@@ -99,12 +99,7 @@ class LSNetHead(nn.Module):
             flat += list(out.init[name]) + list(out.refine[name])
         return tuple(flat)
 
-    def decode_outputs(self, outputs: tuple[Tensor, ...], batch: Batch) -> list[Predictions]:
-        """Input-frame predictions from :meth:`export_outputs`' tuple (same decoding and NMS as :meth:`predict`).
-
-        Raises:
-            ValueError: the tuple does not hold ``levels * (1 + 2 * branches)`` tensors.
-        """
+    def _unflatten(self, outputs: tuple[Tensor, ...]) -> HeadOutputs:
         levels, names = len(self.strides), sorted(self.branches)
         if len(outputs) != levels * (1 + 2 * len(names)):
             raise ValueError(f"lsnet head: expected {levels * (1 + 2 * len(names))} raw outputs "
@@ -115,7 +110,23 @@ class LSNetHead(nn.Module):
             start = levels * (1 + 2 * i)
             init[name] = list(outputs[start : start + levels])
             refine[name] = list(outputs[start + levels : start + 2 * levels])
-        return self.postprocessor(HeadOutputs(cls, init, refine), batch, self.strides)
+        return HeadOutputs(cls, init, refine)
+
+    def decode_outputs(self, outputs: tuple[Tensor, ...], batch: Batch) -> list[Predictions]:
+        """Input-frame predictions from :meth:`export_outputs`' tuple (same decoding and NMS as :meth:`predict`).
+
+        Raises:
+            ValueError: the tuple does not hold ``levels * (1 + 2 * branches)`` tensors.
+        """
+        return self.postprocessor(self._unflatten(outputs), batch, self.strides)
+
+    def export_postprocess(self, outputs: tuple[Tensor, ...], image_size: Tensor,
+                           scale_factor: Tensor, input_size: tuple[int, int]) -> dict[str, Tensor]:
+        """Traceable decoding of one image's :meth:`export_outputs` (``lsvr export --postprocess``); see
+        :func:`lsvr_lsnet.export.decode_in_graph` for the outputs and when they equal :meth:`decode_outputs`."""
+        from lsvr_lsnet.export import decode_in_graph
+
+        return decode_in_graph(self.postprocessor, self._unflatten(outputs), self.strides, image_size, scale_factor)
 
 
 def _landmark_loss(manager: Any, cfg: Any, loss_type: str) -> nn.Module:

@@ -215,6 +215,24 @@ class MutualGuideHead(nn.Module):
         scores = conf.float().sigmoid()
         return [self._predict_image(boxes[i], scores[i], t) for i, t in enumerate(batch.targets)]
 
+    def export_postprocess(self, outputs: tuple[Tensor, ...], image_size: Tensor, scale_factor: Tensor,
+                           input_size: tuple[int, int]) -> dict[str, Tensor]:
+        """Traceable decoding of one image's :meth:`export_outputs` (``lsvr export --postprocess``).
+
+        :meth:`_predict_image` with fixed shapes (:func:`lsvr_mutualguide.export.decode_in_graph`): boxes
+        clamped to ``image_size`` ((2,) int64 [h, w]), anchors for the padded ``input_size`` (H, W).
+        ``scale_factor`` is unused. Returns ``boxes`` (K, 4) float32 xyxy pixels, ``scores`` (K,), ``labels``
+        (K,) int64.
+        """
+        from lsvr_mutualguide.export import decode_in_graph
+
+        n = len(self.levels)
+        loc = torch.cat([t.permute(0, 2, 3, 1).reshape(1, -1, 4) for t in outputs[:n]], 1)[0]
+        conf = torch.cat([t.permute(0, 2, 3, 1).reshape(1, -1, self.num_classes) for t in outputs[n:]], 1)[0]
+        grids = [(int(t.shape[-2]), int(t.shape[-1])) for t in outputs[:n]]
+        anchors = self.anchors(grids, input_size, loc.device)
+        return decode_in_graph(self, decode(loc.float(), anchors, self.variances), conf.float().sigmoid(), image_size)
+
     def _predict_image(self, boxes: Tensor, scores: Tensor, meta: Targets) -> Predictions:
         h, w = meta.image_size
         boxes = torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h), boxes[:, 2].clamp(0, w),

@@ -12,6 +12,8 @@ as two processes with batch 2. ``set_epoch(epoch, start)`` skips the first ``sta
 
 from __future__ import annotations
 
+import io
+import pickle
 import random
 import signal
 import weakref
@@ -179,12 +181,70 @@ def _as_list(samples: list[Any]) -> list[Any]:
     return samples
 
 
+# Tensors at least this large cross from a worker to the main process through shared memory (torch's default);
+# smaller ones are pickled into one bytes object with the rest of the sample.
+_SHARED_MIN_BYTES = 1 << 16
+
+
+class _Packed:
+    """A worker's samples: a pickle of everything except the large tensors, which travel beside it."""
+
+    def __init__(self, data: bytes, tensors: list[torch.Tensor]) -> None:
+        self.data, self.tensors = data, tensors
+
+
+class _SamplePickler(pickle.Pickler):
+    def __init__(self, file: io.BytesIO, tensors: list[torch.Tensor]) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.tensors = tensors
+
+    def persistent_id(self, obj: Any) -> int | None:
+        if isinstance(obj, torch.Tensor) and obj.numel() * obj.element_size() >= _SHARED_MIN_BYTES:
+            self.tensors.append(obj)
+            return len(self.tensors) - 1
+        return None
+
+
+class _SampleUnpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, tensors: list[torch.Tensor]) -> None:
+        super().__init__(file)
+        self.tensors = tensors
+
+    def persistent_load(self, pid: Any) -> torch.Tensor:
+        return self.tensors[pid]
+
+
+def _pack(samples: list[Any]) -> _Packed:
+    """Worker-side ``collate_fn``: samples as one pickle plus their large tensors (the images, masks).
+
+    torch sends every tensor of a worker's result through its own shared-memory segment and file descriptor;
+    a COCO sample's half-dozen small target tensors then cost ~4x the transfer of its image
+    (``benchmarks/data_pipeline.txt``). Pickled in-band they cost a few microseconds each.
+    """
+    tensors: list[torch.Tensor] = []
+    buf = io.BytesIO()
+    _SamplePickler(buf, tensors).dump(samples)
+    return _Packed(buf.getvalue(), tensors)
+
+
+def _unpack(samples: Any) -> Any:
+    """Inverse of :func:`_pack` (anything else passes through)."""
+    if not isinstance(samples, _Packed):
+        return samples
+    return _SampleUnpickler(io.BytesIO(samples.data), samples.tensors).load()
+
+
+def worker_collate(num_workers: int) -> Any:
+    """The loader's ``collate_fn``: :func:`_pack` in worker processes, the identity without workers."""
+    return _pack if num_workers > 0 else _as_list
+
+
 class MainProcessCollate:
     """Iterate a loader whose workers return lists of samples and collate them here, in the main process.
 
     Workers then ship each image as decoded (uint8, 4x smaller than the padded float32 batch) and the padding
-    copy runs once, in the process that consumes the batch (``benchmarks/data_pipeline.txt``). Pinning (CUDA)
-    happens after the collate.
+    copy runs once, in the process that consumes the batch; the samples' small tensors arrive pickled in one
+    piece (:func:`_pack`; ``benchmarks/data_pipeline.txt``). Pinning (CUDA) happens after the collate.
     """
 
     def __init__(self, loader: DataLoader, collate_fn: Any, pin_memory: bool) -> None:
@@ -200,7 +260,7 @@ class MainProcessCollate:
 
     def __iter__(self) -> Iterator[Any]:
         for samples in self.loader:
-            batch = self.collate_fn(samples)
+            batch = self.collate_fn(_unpack(samples))
             if self.pin_memory:
                 images = batch[0].images if isinstance(batch, tuple) else batch.images
                 pinned = images.pin_memory()
@@ -214,7 +274,8 @@ class MainProcessCollate:
 def train_loader(dataset: SeededDataset, sampler: GroupedBatchSampler, *, num_workers: int, pin_memory: bool,
                  size_divisor: int, seed: int) -> MainProcessCollate:
     """A training loader over ``sampler``; a private generator keeps the global torch RNG untouched."""
-    loader = _Loader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=_as_list,
+    loader = _Loader(dataset, batch_sampler=sampler, num_workers=num_workers,
+                     collate_fn=worker_collate(num_workers),
                      worker_init_fn=_seed_worker, generator=torch.Generator().manual_seed(seed),
                      persistent_workers=False)
     return MainProcessCollate(loader, partial(collate, size_divisor=size_divisor), pin_memory)
@@ -242,7 +303,7 @@ def eval_loader(dataset: Any, *, batch_size: int, rank: int, world_size: int, nu
     """
     sampler = ShardSampler(len(dataset), rank, world_size)
     loader = _Loader(_Indexed(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                     collate_fn=_as_list, worker_init_fn=_seed_worker)
+                     collate_fn=worker_collate(num_workers), worker_init_fn=_seed_worker)
     return MainProcessCollate(loader, partial(_collate_indexed, size_divisor=size_divisor), pin_memory)
 
 

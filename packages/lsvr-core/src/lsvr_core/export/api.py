@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from lsvr_core.errors import ConfigError
 
@@ -39,47 +40,54 @@ def export(cfg: Any, manager: Any, *, checkpoint: str, fmt: str, output: str | N
     """Export the detector of ``cfg`` with the weights of ``checkpoint``; prints the written paths.
 
     Raises:
-        ConfigError: unknown format, in-graph postprocessing requested, a head that cannot be exported, an
-            input size not divisible by ``data.size_divisor``.
+        ConfigError: unknown format, ``postprocess`` with ``dynamic``, a head that cannot be exported (or,
+            with ``postprocess``, has no ``export_postprocess``), an input size not divisible by
+            ``data.size_divisor``.
         LsvrError: tracing failed (names the blocking op).
     """
     from lsvr_core.config import config_to_yaml
     from lsvr_core.engine.api import _load_model
-    from lsvr_core.export.module import RawOutputs
+    from lsvr_core.export.module import Postprocessed, RawOutputs
     from lsvr_core.export.sidecar import write_sidecar
     from lsvr_core.export.writers import DEFAULT_OPSET, dynamic_spec, export_onnx, export_pt2
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: valid formats are {', '.join(FORMATS)}")
-    if postprocess:
-        raise ConfigError(f"--postprocess: {cfg.model.head.type!r} decodes with data-dependent shapes (top-k over "
-                          "score thresholds, NMS), which neither torch.export nor ONNX capture as written; export the "
-                          "raw outputs (the default) and decode with lsvr_core.export.runtime.ExportedDetector")
+    if postprocess and dynamic:
+        raise ConfigError("--postprocess with --dynamic: in-graph decoding takes a fixed number of candidates per "
+                          "FPN level, which needs a fixed input size; pass --image-size H W (or drop --dynamic)")
     div = cfg.data.size_divisor
     size = image_size or default_image_size(cfg)
     if size[0] % div or size[1] % div:
         raise ConfigError(f"--image-size {size[0]} {size[1]}: both must be multiples of data.size_divisor={div}")
     model = _load_model(cfg, manager, checkpoint, torch.device("cpu")).eval()
-    module = RawOutputs(model).eval()
-    example = torch.full((1, 3, *size), 114.0)
-    with torch.no_grad():
-        num_outputs = len(module(example))
     out = Path(output) if output else Path(checkpoint).with_suffix(".onnx" if fmt == "onnx" else ".pt2")
     spec = dynamic_spec(dynamic, div)
-    if fmt == "pt2":
-        export_pt2(module, example, out, spec)
+    example = torch.full((1, 3, *size), 114.0)
+    output_names: list[str] | None = None
+    if postprocess:
+        module: nn.Module = Postprocessed(model).eval()
+        inputs = (example, torch.tensor(size, dtype=torch.int64), torch.ones(2))
+        output_names = module.probe(*inputs)
     else:
-        export_onnx(module, example, out, spec, num_outputs, opset or DEFAULT_OPSET)
+        module = RawOutputs(model).eval()
+        inputs = (example,)
+        with torch.no_grad():
+            output_names = [f"output_{i}" for i in range(len(module(example)))]
+    if fmt == "pt2":
+        export_pt2(module, inputs, out, spec)
+    else:
+        export_onnx(module, inputs, out, spec, output_names, opset or DEFAULT_OPSET)
     val = cfg.data.val if cfg.data.val is not None else cfg.data.train
     dataset = manager.build("dataset", val, root=cfg.data.root, train=False, task=cfg.task)
     names = getattr(dataset, "classes", None)
     cat_ids = getattr(dataset, "label_to_cat_id", None)
     side = write_sidecar(out, cfg=cfg, config_yaml=config_to_yaml(cfg), image_size=None if dynamic else size,
-                         num_outputs=num_outputs, class_names=list(names) if names else None, fmt=fmt,
+                         output_names=output_names, postprocess=postprocess, class_names=list(names) if names else None, fmt=fmt,
                          opset=(opset or DEFAULT_OPSET) if fmt == "onnx" else None,
                          category_ids=[int(c) for c in cat_ids] if cat_ids is not None else None)
-    print(f"wrote {out} ({fmt}, input 1x3x{'HxW dynamic' if dynamic else f'{size[0]}x{size[1]}'}, "
-          f"{num_outputs} raw outputs) and {side}")
+    what = f"outputs {', '.join(output_names)}" if postprocess else f"{len(output_names)} raw outputs"
+    print(f"wrote {out} ({fmt}, input 1x3x{'HxW dynamic' if dynamic else f'{size[0]}x{size[1]}'}, {what}) and {side}")
     print(f"run it: lsvr predict --engine {'onnxruntime' if fmt == 'onnx' else 'pt2'} {out} IMAGES...",
           file=sys.stderr)
     return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from lsvr_core.errors import ConfigError
@@ -44,6 +45,59 @@ class RawOutputs(nn.Module):
         if det.neck is not None:
             features = det.neck(features)
         return tuple(det.head.export_outputs(features))
+
+
+POSTPROCESS_INPUTS = ("images", "image_size", "scale_factor")
+PREDICTION_FIELDS = ("boxes", "scores", "labels", "contours", "keypoints", "masks")
+
+
+def check_postprocessable(model: Any) -> None:
+    """Raise :class:`ConfigError` naming the head type when it cannot decode inside the graph."""
+    head = model.head
+    if not callable(getattr(head, "export_postprocess", None)):
+        raise ConfigError(f"--postprocess: {type(head).__name__} does not implement export_postprocess (decoding and "
+                          "NMS in the graph); export without --postprocess and decode with "
+                          "lsvr_core.export.runtime.ExportedDetector")
+
+
+class Postprocessed(nn.Module):
+    """``(images, image_size, scale_factor) -> detections`` of a built detector (``lsvr export --postprocess``).
+
+    The head's ``export_postprocess(raw, image_size, scale_factor, input_size)`` gets the raw outputs, the two
+    size inputs below and the static padded input size ``(H, W)``.
+
+    Inputs: ``images`` (1, 3, H, W) float32 0-255, mean-padded as for :class:`RawOutputs`; ``image_size`` (2,)
+    int64 ``[h, w]`` of the resized image inside the padding; ``scale_factor`` (2,) float32 ``[sx, sy]``,
+    resized / original size. Outputs: the values of ``head.export_postprocess(raw, image_size, scale_factor)``
+    in :attr:`output_names` order (set by :meth:`probe`): ``boxes`` (K, 4) float32 xyxy and ``scores`` (K,) in
+    the resized image's pixels, ``labels`` (K,) int64, then task outputs such as ``contours`` (K, P, 2) or
+    ``keypoints`` (K, 17, 3); K is data-dependent (<= the head's max detections).
+    """
+
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        check_exportable(detector)
+        check_postprocessable(detector)
+        self.raw = RawOutputs(detector)
+        self.output_names: list[str] = []
+
+    def _decode(self, images: Tensor, image_size: Tensor, scale_factor: Tensor) -> dict[str, Tensor]:
+        head: Any = self.raw.detector.head
+        return dict(head.export_postprocess(self.raw(images), image_size, scale_factor, tuple(images.shape[-2:])))
+
+    @torch.no_grad()
+    def probe(self, images: Tensor, image_size: Tensor, scale_factor: Tensor) -> list[str]:
+        """Run once eagerly and record the output names (boxes, scores, labels first)."""
+        names = list(self._decode(images, image_size, scale_factor))
+        if names[:3] != ["boxes", "scores", "labels"]:
+            raise ConfigError(f"{type(self.raw.detector.head).__name__}.export_postprocess must return boxes, scores, "
+                              f"labels first; it returned {names}")
+        self.output_names = names
+        return names
+
+    def forward(self, images: Tensor, image_size: Tensor, scale_factor: Tensor) -> tuple[Tensor, ...]:
+        out = self._decode(images, image_size, scale_factor)
+        return tuple(out[name] for name in self.output_names)
 
 
 def pad_with_mean(image: Tensor, size: tuple[int, int], pixel_mean: Tensor) -> Tensor:

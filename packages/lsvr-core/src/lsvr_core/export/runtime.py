@@ -4,7 +4,8 @@
 exported input size (or to the batch's padded size for ``--dynamic`` exports), runs the graph with
 onnxruntime (CPU provider) or the ``torch.export`` program, and decodes the raw outputs with the head's
 ``decode_outputs`` — the same decoding and NMS code as eager inference. The head is rebuilt from the config in
-the sidecar (its decoding uses no learned weights). Because it is called like the eager model, ``lsvr predict
+the sidecar (its decoding uses no learned weights). A ``--postprocess`` graph decodes itself: it gets one image
+with its ``image_size`` and ``scale_factor`` and returns named detections. Because it is called like the eager model, ``lsvr predict
 --engine`` and evaluation reuse the eager paths unchanged.
 """
 
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from lsvr_core.errors import ConfigError
-from lsvr_core.export.module import pad_with_mean
+from lsvr_core.export.module import PREDICTION_FIELDS, pad_with_mean
 from lsvr_core.export.sidecar import read_sidecar
 from lsvr_core.structures import Batch, Predictions
 
@@ -64,6 +65,14 @@ class ExportedDetector(nn.Module):
         self.class_names = self.meta.get("class_names")
         self.category_ids = self.meta.get("category_ids")
         self.decoder = build_model(self.cfg, manager).eval()
+        self.postprocess = bool(self.meta["outputs"].get("postprocess", False))
+        declared = manager.target_fields()
+        names = self.meta["outputs"].get("names", []) if self.postprocess else []
+        self.extra_specs = {name: declared.get(name) for name in names if name not in PREDICTION_FIELDS}
+        unknown = [name for name, spec in self.extra_specs.items() if spec is None]
+        if unknown:
+            raise ConfigError(f"{self.path}: outputs {unknown} are not declared target fields here; install the "
+                              "plugin that declares them")
         if engine == "onnxruntime":
             try:
                 import onnxruntime as ort
@@ -84,7 +93,40 @@ class ExportedDetector(nn.Module):
         with torch.no_grad():
             return tuple(self._program[0](images))
 
+    def run_postprocessed(self, image: Tensor, image_size: tuple[int, int],
+                          scale: tuple[float, float]) -> dict[str, Tensor]:
+        """A ``--postprocess`` graph's named detections for one mean-padded image (1, 3, H, W)."""
+        size_t = torch.tensor(image_size, dtype=torch.int64)
+        scale_t = torch.tensor(scale, dtype=torch.float32)
+        if self.engine == "onnxruntime":
+            outs = self.session.run(None, {"images": image.contiguous().numpy(), "image_size": size_t.numpy(),
+                                           "scale_factor": scale_t.numpy()})
+            values = [torch.from_numpy(o) for o in outs]
+        else:
+            with torch.no_grad():
+                values = list(self._program[0](image, size_t, scale_t))
+        return dict(zip(self.meta["outputs"]["names"], values, strict=True))
+
+    def _predictions(self, out: dict[str, Tensor], image_id: int) -> Predictions:
+        fields = {k: v for k, v in out.items() if k in PREDICTION_FIELDS}
+        pred = Predictions(fields.pop("boxes").float(), fields.pop("scores").float(), fields.pop("labels").long(),
+                           image_id=image_id, **fields)
+        for name, value in out.items():
+            if name not in PREDICTION_FIELDS:
+                spec = self.extra_specs[name]
+                assert spec is not None  # checked in __init__
+                pred.extras.add(spec, value)
+        return pred
+
     def forward(self, batch: Batch) -> list[Predictions]:
+        if self.postprocess:
+            mean = self.decoder.pixel_mean.view(3)
+            preds = []
+            for i, ((h, w), t) in enumerate(zip(batch.image_sizes, batch.targets, strict=True)):
+                image = pad_with_mean(batch.images[i, :, :h, :w].cpu(), self.size or (h, w), mean)[None]
+                out = self.run_postprocessed(image, (int(h), int(w)), (float(t.scale[0]), float(t.scale[1])))
+                preds.append(self._predictions(out, t.image_id).to_original(t))
+            return preds
         size = self.size or tuple(batch.images.shape[-2:])
         mean = self.decoder.pixel_mean.view(3)
         images = torch.stack([pad_with_mean(batch.images[i, :, :h, :w].cpu(), size, mean)

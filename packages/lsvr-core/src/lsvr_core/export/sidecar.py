@@ -16,13 +16,14 @@ def sidecar_path(model_path: Path) -> Path:
 
 
 def write_sidecar(model_path: Path, *, cfg: Any, config_yaml: str, image_size: tuple[int, int] | None,
-                  num_outputs: int, class_names: list[str] | None, fmt: str, opset: int | None,
+                  output_names: list[str], postprocess: bool, class_names: list[str] | None, fmt: str, opset: int | None,
                   category_ids: list[int] | None = None) -> Path:
     """Write the sidecar of ``model_path``.
 
     Keys: ``format``, ``input`` (name, layout, dtype, channel order, value range, fixed size or null when
-    dynamic, size divisor, padding rule), ``normalization`` (mean/std applied inside the graph),
-    ``resize`` (the val pipeline), ``outputs`` (count; decoded by the head's ``decode_outputs``),
+    dynamic, size divisor, padding rule; with ``postprocess`` also the ``image_size`` and ``scale_factor``
+    inputs), ``normalization`` (mean/std applied inside the graph), ``resize`` (the val pipeline), ``outputs``
+    (``names``, ``postprocess``: whether the graph decodes itself, else the head's ``decode_outputs`` does),
     ``task``, ``class_names``, ``category_ids``, ``versions``, ``config`` (the resolved YAML, used to rebuild
     the decoder).
     """
@@ -40,10 +41,15 @@ def write_sidecar(model_path: Path, *, cfg: Any, config_yaml: str, image_size: t
                   "value_range": [0, 255], "size": list(image_size) if image_size else None,
                   "size_divisor": cfg.data.size_divisor,
                   "padding": "right/bottom with the pixel mean (normalises to 0)"},
+        "extra_inputs": ({"image_size": "(2,) int64 [h, w] of the resized image inside the padding",
+                          "scale_factor": "(2,) float32 [sx, sy] = resized / original size"} if postprocess else {}),
         "normalization": {"mean": list(cfg.model.pixel_mean), "std": list(cfg.model.pixel_std),
                           "applied": "inside the graph: (images - mean) / std"},
         "resize": pipeline.model_dump(mode="json") if pipeline is not None else None,
-        "outputs": {"count": num_outputs, "decoding": "head.decode_outputs (lsvr_core.export.runtime)"},
+        "outputs": {"names": output_names, "count": len(output_names), "postprocess": postprocess,
+                    "decoding": ("in the graph: boxes/scores in the resized image's pixels (divide by scale_factor "
+                                 "for the original image)" if postprocess else
+                                 "head.decode_outputs (lsvr_core.export.runtime)")},
         "class_names": class_names,
         "category_ids": category_ids,
         "versions": {"lsvr_core": __version__, "torch": torch.__version__, "python": platform.python_version()},

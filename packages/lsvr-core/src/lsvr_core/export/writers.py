@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from lsvr_core.errors import ConfigError, LsvrError
+from lsvr_core.export.module import POSTPROCESS_INPUTS
 
 DEFAULT_OPSET = 18
 
@@ -55,14 +56,15 @@ def _blocked(err: Exception) -> LsvrError:
     return LsvrError(f"export failed{where}: {type(err).__name__}: {head[:300]}")
 
 
-def export_pt2(module: nn.Module, example: Tensor, path: Path, dynamic_shapes: dict[str, Any] | None) -> Path:
+def export_pt2(module: nn.Module, inputs: tuple[Tensor, ...], path: Path,
+               dynamic_shapes: dict[str, Any] | None) -> Path:
     """``torch.export.export`` + ``torch.export.save``; returns ``path``.
 
     Raises:
         LsvrError: tracing failed (the message names the blocking op when torch does).
     """
     try:
-        program = torch.export.export(module, (example,), dynamic_shapes=dynamic_shapes, strict=False)
+        program = torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes, strict=False)
     except Exception as err:  # torch raises many types; the user gets one line naming the cause
         raise _blocked(err) from err
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,8 +72,8 @@ def export_pt2(module: nn.Module, example: Tensor, path: Path, dynamic_shapes: d
     return path
 
 
-def export_onnx(module: nn.Module, example: Tensor, path: Path, dynamic_shapes: dict[str, Any] | None,
-                num_outputs: int, opset: int = DEFAULT_OPSET) -> Path:
+def export_onnx(module: nn.Module, inputs: tuple[Tensor, ...], path: Path, dynamic_shapes: dict[str, Any] | None,
+                output_names: list[str], opset: int = DEFAULT_OPSET) -> Path:
     """Dynamo-based ONNX export with reference kernels, checked with ``onnx.checker``; returns ``path``.
 
     Raises:
@@ -85,11 +87,11 @@ def export_onnx(module: nn.Module, example: Tensor, path: Path, dynamic_shapes: 
         raise ConfigError(f"--format onnx needs onnx and onnxscript ({err.name} is missing): "
                           "pip install lsvr-core[export]") from None
     path.parent.mkdir(parents=True, exist_ok=True)
-    names = [f"output_{i}" for i in range(num_outputs)]
     try:
         with reference_kernels():
-            program = torch.onnx.export(module, (example,), dynamo=True, opset_version=opset,
-                                        input_names=["images"], output_names=names, dynamic_shapes=dynamic_shapes,
+            program = torch.onnx.export(module, inputs, dynamo=True, opset_version=opset,
+                                        input_names=list(POSTPROCESS_INPUTS[:len(inputs)]),
+                                        output_names=output_names, dynamic_shapes=dynamic_shapes,
                                         verbose=False)
         program.save(str(path))
     except Exception as err:

@@ -150,6 +150,36 @@ class FCOSHead(nn.Module):
         return [Predictions(d["boxes"], d["scores"], d["labels"], image_id=t.image_id)
                 for d, t in zip(detections, batch.targets, strict=True)]
 
+    def export_postprocess(self, outputs: tuple[Tensor, ...], image_size: Tensor,
+                           scale_factor: Tensor, input_size: tuple[int, int]) -> dict[str, Tensor]:
+        """Traceable decoding of one image's :meth:`export_outputs` (``lsvr export --postprocess``).
+
+        torchvision's post-processing with fixed shapes: per level the ``topk_candidates`` best (point, class)
+        pairs whatever their score, boxes decoded and clipped to ``image_size`` ((2,) int64 [h, w]), class-wise
+        NMS over all levels' pairs, then score > ``score_thresh`` and the first ``detections_per_img``. Greedy
+        NMS never lets a lower score suppress a higher one, so this keeps what :meth:`decode_outputs` keeps.
+        ``scale_factor`` and ``input_size`` are unused. Returns ``boxes`` (K, 4) float32 xyxy pixels, ``scores`` (K,),
+        ``labels`` (K,) int64.
+        """
+        from lsvr_core.export.postprocess import nms_keep, topk_pairs
+
+        n = len(self.in_levels)
+        anchors, counts = self.anchors(list(outputs[:n]))
+        limit = image_size.flip(0).to(torch.float32).repeat(2)  # [w, h, w, h]
+        all_boxes, all_scores, all_labels = [], [], []
+        for lv, anchors_l in enumerate(anchors.split(counts)):
+            cls, box, ctr = (t[0].flatten(1).t().float() for t in (outputs[lv], outputs[n + lv], outputs[2 * n + lv]))
+            scores = torch.sqrt(torch.sigmoid(cls) * torch.sigmoid(ctr))  # (h w, C)
+            top, loc, labels = topk_pairs(scores, self.topk_candidates)
+            boxes = self.box_coder.decode(box[loc], anchors_l[loc])
+            all_boxes.append(torch.minimum(boxes.clamp(min=0), limit))
+            all_scores.append(top)
+            all_labels.append(labels)
+        boxes, scores, labels = torch.cat(all_boxes), torch.cat(all_scores), torch.cat(all_labels)
+        keep = nms_keep(boxes, scores, labels, iou_thr=self.nms_thresh, score_thr=self.score_thresh,
+                        max_dets=self.detections_per_img)
+        return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
+
 
 def _loss_targets(t: Targets) -> dict[str, Tensor]:
     """torchvision-style target dict without crowd and degenerate boxes (those are never positives)."""
