@@ -21,10 +21,27 @@ from torch import Tensor, nn
 from lsvr_core.errors import ConfigError
 
 
-def check_exportable(model: Any) -> None:
-    """Raise :class:`ConfigError` naming the head type when it lacks the export methods."""
+def check_exportable(model: Any, postprocess: bool = False) -> None:
+    """Raise :class:`ConfigError` naming the head type when it cannot be exported.
+
+    A raw export needs ``export_outputs`` and ``decode_outputs``; a ``--postprocess`` export needs
+    ``export_outputs`` (and ``export_postprocess``, see :func:`check_postprocessable`). A head whose decoding
+    runs learned layers (two-stage heads: ``export_postprocess`` without ``decode_outputs``) exports only with
+    ``--postprocess``; a head with an ``export_blocker`` attribute (a string) cannot be exported at all.
+    """
     head = model.head
-    missing = [m for m in ("export_outputs", "decode_outputs") if not callable(getattr(head, m, None))]
+    name = type(head).__name__
+    blocker = getattr(head, "export_blocker", None)
+    if blocker:
+        raise ConfigError(f"{name} cannot be exported: {blocker}")
+
+    def has(method: str) -> bool:
+        return callable(getattr(head, method, None))
+
+    if not postprocess and has("export_outputs") and has("export_postprocess") and not has("decode_outputs"):
+        raise ConfigError(f"{name} cannot be exported without --postprocess: it has no decode_outputs (its decoding "
+                          "runs learned layers, so it must be in the graph); pass --postprocess")
+    missing = [m for m in ("export_outputs",) + (() if postprocess else ("decode_outputs",)) if not has(m)]
     if missing:
         raise ConfigError(f"{type(head).__name__} cannot be exported: it does not implement {' and '.join(missing)} "
                           "(see lsvr_core.contracts.Head: export_outputs / decode_outputs)")
@@ -33,9 +50,9 @@ def check_exportable(model: Any) -> None:
 class RawOutputs(nn.Module):
     """``images (B, 3, H, W) float32 0-255 -> head.export_outputs(features)`` of a built detector."""
 
-    def __init__(self, detector: nn.Module) -> None:
+    def __init__(self, detector: nn.Module, postprocess: bool = False) -> None:
         super().__init__()
-        check_exportable(detector)
+        check_exportable(detector, postprocess)
         self.detector = detector
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
@@ -48,7 +65,7 @@ class RawOutputs(nn.Module):
 
 
 POSTPROCESS_INPUTS = ("images", "image_size", "scale_factor")
-PREDICTION_FIELDS = ("boxes", "scores", "labels", "contours", "keypoints", "masks")
+PREDICTION_FIELDS = ("boxes", "scores", "labels", "contours", "keypoints", "masks", "roi_masks")
 
 
 def check_postprocessable(model: Any) -> None:
@@ -76,9 +93,9 @@ class Postprocessed(nn.Module):
 
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
-        check_exportable(detector)
+        check_exportable(detector, postprocess=True)
         check_postprocessable(detector)
-        self.raw = RawOutputs(detector)
+        self.raw = RawOutputs(detector, postprocess=True)
         self.output_names: list[str] = []
 
     def _decode(self, images: Tensor, image_size: Tensor, scale_factor: Tensor) -> dict[str, Tensor]:

@@ -21,6 +21,32 @@ import torch
 from torch import Tensor
 from torchvision.ops import nms
 
+_NMS_FAKE_FIXED = False
+
+
+def allow_small_nms_outputs() -> None:
+    """Re-register the fake (shape) kernel of ``torchvision::nms`` so that traced graphs accept any number of
+    survivors.
+
+    torchvision 0.29's fake kernel sizes the output with the deprecated ``ctx.create_unbacked_symint()``, whose
+    lower bound is 2: every exported graph then asserts at run time that NMS kept at least 2 boxes, and fails
+    on an image where it keeps 0 or 1 (a sparse FPN level, a clean image after the score threshold). This
+    kernel declares the size with ``new_dynamic_size(min=0)``. Idempotent; called before tracing.
+    """
+    global _NMS_FAKE_FIXED
+    if _NMS_FAKE_FIXED:
+        return
+    import torchvision  # noqa: F401  (registers torchvision::nms)
+
+    def fake_nms(dets: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+        torch._check(dets.dim() == 2 and dets.size(1) == 4, lambda: "nms: boxes must be (N, 4)")
+        torch._check(scores.dim() == 1 and scores.size(0) == dets.size(0), lambda: "nms: scores must be (N,)")
+        num_kept = torch.library.get_ctx().new_dynamic_size(min=0)
+        return dets.new_empty(num_kept, dtype=torch.long)
+
+    torch.library.register_fake("torchvision::nms", fake_nms, allow_override=True)
+    _NMS_FAKE_FIXED = True
+
 
 def topk_pairs(scores: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     """The ``k`` highest-scoring (location, class) pairs of ``scores``.

@@ -5,8 +5,9 @@ exported input size (or to the batch's padded size for ``--dynamic`` exports), r
 onnxruntime (CPU provider) or the ``torch.export`` program, and decodes the raw outputs with the head's
 ``decode_outputs`` — the same decoding and NMS code as eager inference. The head is rebuilt from the config in
 the sidecar (its decoding uses no learned weights). A ``--postprocess`` graph decodes itself: it gets one image
-with its ``image_size`` and ``scale_factor`` and returns named detections. Because it is called like the eager model, ``lsvr predict
---engine`` and evaluation reuse the eager paths unchanged.
+with its ``image_size`` and ``scale_factor`` and returns named detections (a head's ``finish_postprocessed``, if
+any, then completes them, e.g. pastes two-stage RoI masks). Because it is called like the eager model,
+``lsvr predict --engine`` and evaluation reuse the eager paths unchanged.
 """
 
 from __future__ import annotations
@@ -125,7 +126,11 @@ class ExportedDetector(nn.Module):
             for i, ((h, w), t) in enumerate(zip(batch.image_sizes, batch.targets, strict=True)):
                 image = pad_with_mean(batch.images[i, :, :h, :w].cpu(), self.size or (h, w), mean)[None]
                 out = self.run_postprocessed(image, (int(h), int(w)), (float(t.scale[0]), float(t.scale[1])))
-                preds.append(self._predictions(out, t.image_id).to_original(t))
+                pred = self._predictions(out, t.image_id)
+                finish = getattr(self.decoder.head, "finish_postprocessed", None)
+                if callable(finish):  # e.g. two-stage heads paste their RoI masks like their predict()
+                    pred = finish(pred, t)
+                preds.append(pred.to_original(t))
             return preds
         size = self.size or tuple(batch.images.shape[-2:])
         mean = self.decoder.pixel_mean.view(3)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from lsvr_core.errors import ConfigError, LsvrError
 from lsvr_core.export.module import POSTPROCESS_INPUTS
+from lsvr_core.export.postprocess import allow_small_nms_outputs
 
 DEFAULT_OPSET = 18
 
@@ -63,6 +64,7 @@ def export_pt2(module: nn.Module, inputs: tuple[Tensor, ...], path: Path,
     Raises:
         LsvrError: tracing failed (the message names the blocking op when torch does).
     """
+    allow_small_nms_outputs()
     try:
         program = torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes, strict=False)
     except Exception as err:  # torch raises many types; the user gets one line naming the cause
@@ -87,6 +89,7 @@ def export_onnx(module: nn.Module, inputs: tuple[Tensor, ...], path: Path, dynam
         raise ConfigError(f"--format onnx needs onnx and onnxscript ({err.name} is missing): "
                           "pip install lsvr-core[export]") from None
     path.parent.mkdir(parents=True, exist_ok=True)
+    allow_small_nms_outputs()
     try:
         with reference_kernels():
             program = torch.onnx.export(module, inputs, dynamo=True, opset_version=opset,

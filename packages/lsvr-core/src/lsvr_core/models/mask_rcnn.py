@@ -29,7 +29,7 @@ from lsvr_core.contracts import Registry, ShapeSpec
 from lsvr_core.errors import ConfigError, DataError
 from lsvr_core.models.norm import group_norm_layer
 from lsvr_core.models.rcnn_parts import RPN, RCNNRoIHeads, RoIAlignPyramid, maxpool_level
-from lsvr_core.structures import Batch, Predictions
+from lsvr_core.structures import Batch, Predictions, Targets
 
 TASKS = ("bbox", "segm")
 
@@ -47,12 +47,17 @@ class StridedAnchorGenerator(AnchorGenerator):
         self.level_strides = list(strides)
 
     def forward(self, image_list: ImageList, feature_maps: list[Tensor]) -> list[Tensor]:
+        anchors = self.single(feature_maps)
+        return [anchors for _ in image_list.image_sizes]
+
+    def single(self, feature_maps: list[Tensor]) -> Tensor:
+        """The anchors of one image, (sum_l H_l W_l A, 4) float xyxy pixels, levels in order, each in
+        (y, x, anchor) order."""
         grid_sizes = [fm.shape[-2:] for fm in feature_maps]
         device = feature_maps[0].device
         strides = [[torch.tensor(s, dtype=torch.int64, device=device)] * 2 for s in self.level_strides]
         self.set_cell_anchors(feature_maps[0].dtype, device)
-        anchors = torch.cat(self.grid_anchors(grid_sizes, strides))  # (sum_l H_l W_l A, 4) xyxy px
-        return [anchors for _ in image_list.image_sizes]
+        return torch.cat(self.grid_anchors(grid_sizes, strides))
 
 
 def head_input_shape(in_levels: tuple[str, ...], input_shape: dict[str, ShapeSpec],
@@ -190,14 +195,50 @@ class MaskRCNNHead(nn.Module):
         detections, _ = self.roi_heads(feats, proposals, images.image_sizes)
         out = []
         for det, t in zip(detections, batch.targets, strict=True):
-            masks, roi_masks = None, None
-            if self.with_mask:
-                masks = paste_masks_in_image(det["masks"], det["boxes"], tuple(t.image_size))[:, 0]  # (N, H, W)
-                if self.mask_paste_frame == "original":
-                    roi_masks = det["masks"][:, 0]  # (N, 28, 28), pasted by Predictions.to_original
-            out.append(Predictions(boxes=det["boxes"], scores=det["scores"], labels=det["labels"] - 1,
-                                   image_id=t.image_id, masks=masks, roi_masks=roi_masks))
+            pred = Predictions(boxes=det["boxes"], scores=det["scores"], labels=det["labels"] - 1, image_id=t.image_id)
+            out.append(self._paste(pred, det["masks"][:, 0], t) if self.with_mask else pred)
         return out
+
+    def _paste(self, pred: Predictions, roi_masks: Tensor, meta: Targets) -> Predictions:
+        """Masks (N, H, W) pasted over the input image size ``meta.image_size``; with ``mask_paste_frame:
+        original`` the RoI masks (N, 28, 28) are kept too, for ``Predictions.to_original`` to paste."""
+        pred.masks = paste_masks_in_image(roi_masks[:, None], pred.boxes, tuple(meta.image_size))[:, 0]
+        pred.roi_masks = roi_masks if self.mask_paste_frame == "original" else None
+        return pred
+
+    # ------------------------------------------------------------------------------------------- export
+    def export_outputs(self, features: dict[str, Tensor]) -> tuple[Tensor, ...]:
+        """The head's FPN levels in ``in_levels`` order (the last max-pooled when ``maxpool_last_level``),
+        each (B, C, H_l, W_l) float32. There is no ``decode_outputs``: decoding runs the RPN and RoI heads,
+        so Mask R-CNN exports only with ``--postprocess`` (:meth:`export_postprocess`)."""
+        return tuple(head_features(features, self.in_levels, self.maxpool_last_level).values())
+
+    def export_postprocess(self, outputs: tuple[Tensor, ...], image_size: Tensor, scale_factor: Tensor,
+                           input_size: tuple[int, int]) -> dict[str, Tensor]:
+        """Traceable :meth:`predict` of one image (``lsvr export --postprocess``; :mod:`lsvr_core.export.rcnn`).
+
+        Args:
+            outputs: :meth:`export_outputs` of a batch of one.
+            image_size: (2,) int64 ``[h, w]`` of the resized image inside the padding (boxes are clipped to it).
+            scale_factor: unused. input_size: the padded ``(H, W)``.
+        Returns:
+            ``boxes`` (K, 4) float32 xyxy input pixels, ``scores`` (K,), ``labels`` (K,) int64 in
+            [0, num_classes), and for segm ``roi_masks`` (K, 28, 28) float32 probabilities over the boxes
+            (:meth:`finish_postprocessed` pastes them as :meth:`predict` does).
+        """
+        from lsvr_core.export.rcnn import roi_detections, rpn_proposals
+
+        feats = OrderedDict(zip(self.in_levels, outputs, strict=True))
+        levels = list(feats.values())
+        proposals = rpn_proposals(self.rpn, self.rpn.anchor_generator.single(levels), levels, image_size)
+        return roi_detections(self.roi_heads, feats, proposals, image_size, input_size)
+
+    def finish_postprocessed(self, pred: Predictions, meta: Targets) -> Predictions:
+        """Input-frame predictions of an exported graph as :meth:`predict` gives them: its ``roi_masks``
+        (K, 28, 28) pasted over ``meta.image_size`` (and kept for ``mask_paste_frame: original``)."""
+        if pred.roi_masks is None:
+            return pred
+        return self._paste(pred, pred.roi_masks, meta)
 
 
 def build_mask_rcnn_head(cfg: MaskRCNNHeadConfig, input_shape: dict[str, ShapeSpec], num_classes: int,

@@ -48,7 +48,7 @@ class RoIAlignPyramid(MultiScaleRoIAlign):
         if len(feats) == 1:
             return roi_align(feats[0], rois, self.output_size, self.scales[0], self.sampling_ratio, self.aligned)
         levels = self.map_levels(boxes)
-        out = feats[0].new_zeros((len(rois), feats[0].shape[1], *self.output_size))
+        out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1], *self.output_size))  # shape[0]: traceable
         for level, (feature, scale) in enumerate(zip(feats, self.scales, strict=True)):
             idx = torch.where(levels == level)[0]
             out[idx] = roi_align(feature, rois[idx], self.output_size, scale, self.sampling_ratio,
