@@ -5,8 +5,8 @@ exported input size (or to the batch's padded size for ``--dynamic`` exports), r
 onnxruntime (CPU provider) or the ``torch.export`` program, and decodes the raw outputs with the head's
 ``decode_outputs`` — the same decoding and NMS code as eager inference. The head is rebuilt from the config in
 the sidecar (its decoding uses no learned weights). A ``--postprocess`` graph decodes itself: it gets one image
-with its ``image_size`` and ``scale_factor`` and returns named detections. Because it is called like the eager model, ``lsvr predict
---engine`` and evaluation reuse the eager paths unchanged.
+with its ``image_size`` and ``scale_factor`` and returns named detections. Because it is called like the eager
+model, ``lsvr predict --engine`` and evaluation reuse the eager paths unchanged.
 """
 
 from __future__ import annotations
