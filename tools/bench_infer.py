@@ -6,9 +6,9 @@ Each model is built from its synthetic config with random weights (latency does 
 exported with ``lsvr_core.export`` to pt2 and ONNX in a temporary folder, and timed on one preprocessed 128 px
 synthetic image (batch 1) up to the raw head outputs (decoding and NMS are the same Python code for every
 engine, so they are left out), and end to end (``decoded``: eager decoding vs the ``--postprocess`` ONNX graph,
-which decodes with ONNX TopK and NonMaxSuppression). Times are the median of ``--repeats`` runs after 3 warm-ups. Prints the
-machine, versions, shapes, each engine's ms / image, images/s and the ratio to eager in the same run, and writes
-them to ``OUT.txt`` and ``OUT.json``.
+which decodes with ONNX TopK and NonMaxSuppression). Times are the median of ``--repeats`` runs after 3
+warm-ups. Prints the machine, versions, shapes, each engine's ms / image, images/s and the ratio to eager in the
+same run, and writes them to ``OUT.txt`` and ``OUT.json``.
 """
 
 from __future__ import annotations

@@ -72,7 +72,13 @@ class Head(Protocol):
     Optional, for ``lsvr export`` (:mod:`lsvr_core.export`): ``export_outputs(features) -> tuple[Tensor, ...]``
     returns the raw outputs (traceable: no data-dependent shapes; keep 4-D per-level maps so the decoder can
     read each level's grid) and ``decode_outputs(outputs, batch) -> list[Predictions]`` turns that tuple into
-    exactly what ``predict`` returns. A head without them cannot be exported (a clear error says so).
+    exactly what ``predict`` returns. A head without them cannot be exported (a clear error says so). For
+    ``lsvr export --postprocess``, ``export_postprocess(outputs, image_size, scale_factor, input_size) ->
+    dict[str, Tensor]`` decodes one image inside the graph: ``image_size`` (2,) int64 ``[h, w]`` of the resized
+    image, ``scale_factor`` (2,) float32 ``[sx, sy]`` resized / original, ``input_size`` the static padded
+    ``(H, W)``; it returns ``boxes`` (K, 4) float32 xyxy pixels of the resized image, ``scores`` (K,), ``labels``
+    (K,) int64, then task outputs (``contours``, ``keypoints``, declared extra fields), with fixed shapes up to
+    NMS (``lsvr_core.api.topk_pairs`` / ``nms_keep``).
     """
 
     def __call__(self, features: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]: ...

@@ -83,7 +83,8 @@ def export(cfg: Any, manager: Any, *, checkpoint: str, fmt: str, output: str | N
     names = getattr(dataset, "classes", None)
     cat_ids = getattr(dataset, "label_to_cat_id", None)
     side = write_sidecar(out, cfg=cfg, config_yaml=config_to_yaml(cfg), image_size=None if dynamic else size,
-                         output_names=output_names, postprocess=postprocess, class_names=list(names) if names else None, fmt=fmt,
+                         output_names=output_names, postprocess=postprocess,
+                         class_names=list(names) if names else None, fmt=fmt,
                          opset=(opset or DEFAULT_OPSET) if fmt == "onnx" else None,
                          category_ids=[int(c) for c in cat_ids] if cat_ids is not None else None)
     what = f"outputs {', '.join(output_names)}" if postprocess else f"{len(output_names)} raw outputs"

@@ -16,8 +16,8 @@ def sidecar_path(model_path: Path) -> Path:
 
 
 def write_sidecar(model_path: Path, *, cfg: Any, config_yaml: str, image_size: tuple[int, int] | None,
-                  output_names: list[str], postprocess: bool, class_names: list[str] | None, fmt: str, opset: int | None,
-                  category_ids: list[int] | None = None) -> Path:
+                  output_names: list[str], postprocess: bool, class_names: list[str] | None, fmt: str,
+                  opset: int | None, category_ids: list[int] | None = None) -> Path:
     """Write the sidecar of ``model_path``.
 
     Keys: ``format``, ``input`` (name, layout, dtype, channel order, value range, fixed size or null when
