@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,5 +100,19 @@ def export_onnx(module: nn.Module, inputs: tuple[Tensor, ...], path: Path, dynam
         program.save(str(path))
     except Exception as err:
         raise _blocked(err) from err
-    onnx.checker.check_model(str(path), full_check=True)
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as err:
+        raise _unsupported_in_opset(err, opset) from err
     return path
+
+
+def _unsupported_in_opset(err: Exception, opset: int) -> LsvrError:
+    """One line for a graph the ONNX checker rejects, with the op and an ``--opset`` hint when an op is newer
+    than ``opset`` (e.g. torchvision's ``deform_conv2d`` becomes ``DeformConv``, ONNX opset 19)."""
+    text = str(err).strip().splitlines()[0]
+    found = re.search(r"No Op registered for (\w+) with domain_version of (\d+)", text)
+    if found:
+        return LsvrError(f"export failed (blocking op: ONNX {found[1]}): it is not in ONNX opset {found[2]}; pass a "
+                         f"newer --opset (DeformConv, from torchvision::deform_conv2d, needs 19)")
+    return LsvrError(f"export failed: the ONNX checker rejects the graph (opset {opset}): {text[:300]}")

@@ -55,6 +55,13 @@ class HTCHead(nn.Module):
         ConfigError: missing levels, unequal channels, non-doubling strides, unknown task.
     """
 
+    # read by lsvr_core.export.module.check_exportable: ``lsvr export`` refuses htc with this reason
+    export_blocker = (
+        "its inference is not traceable yet: torchvision's RegionProposalNetwork.filter_proposals and batched_nms "
+        "branch in Python on data (boxes.numel()), and HTCHead._regress / _detections split the cascade stages "
+        "by Python counts of data-dependent proposal lists and clip with Python-int image sizes; torch.export "
+        "and ONNX need the one-image form of lsvr_core.export.rcnn (done for mask_rcnn), not yet written for htc")
+
     def __init__(self, cfg: HTCHeadConfig, input_shape: dict[str, ShapeSpec], num_classes: int, task: str) -> None:
         super().__init__()
         if task not in TASKS:
