@@ -78,7 +78,11 @@ class Head(Protocol):
     image, ``scale_factor`` (2,) float32 ``[sx, sy]`` resized / original, ``input_size`` the static padded
     ``(H, W)``; it returns ``boxes`` (K, 4) float32 xyxy pixels of the resized image, ``scores`` (K,), ``labels``
     (K,) int64, then task outputs (``contours``, ``keypoints``, declared extra fields), with fixed shapes up to
-    NMS (``lsvr_core.api.topk_pairs`` / ``nms_keep``).
+    NMS (``lsvr_core.api.topk_pairs`` / ``nms_keep``). Two-stage heads, whose decoding runs learned layers,
+    implement ``export_outputs`` and ``export_postprocess`` without ``decode_outputs`` (then only
+    ``--postprocess`` exports), may output ``roi_masks`` (K, M, M) and complete the runtime's predictions with
+    ``finish_postprocessed(pred, targets) -> Predictions`` (e.g. paste masks as ``predict`` does). A head that
+    cannot be exported may say why in a string attribute ``export_blocker`` (``lsvr export`` prints it).
     """
 
     def __call__(self, features: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]: ...
