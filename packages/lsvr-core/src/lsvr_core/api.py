@@ -44,9 +44,10 @@ from lsvr_core.specs import (
 if TYPE_CHECKING:  # the lazily loaded names, for type checkers and IDEs
     from lsvr_core.builtin.configs import FocalLossConfig, GIoULossConfig, L1LossConfig, SmoothL1LossConfig
     from lsvr_core.config import load_config
+    from lsvr_core.export.postprocess import nms_keep, topk_pairs
     from lsvr_core.field_geometry import ExtraFields, field_affine, field_clip, field_hflip, field_select
     from lsvr_core.models.losses import weight_reduce
-    from lsvr_core.models.norm import batch_norm_layer, group_norm_layer, set_batch_norm_eval
+    from lsvr_core.models.norm import FrozenStagesMixin, batch_norm_layer, group_norm_layer, set_batch_norm_eval
     from lsvr_core.results import predictions_to_results
     from lsvr_core.structures import NUM_KEYPOINTS, Batch, Predictions, Targets, collate
     from lsvr_core.testing import (
@@ -89,6 +90,7 @@ _LAZY: dict[str, str] = {
     "batch_norm_layer": "lsvr_core.models.norm",
     "group_norm_layer": "lsvr_core.models.norm",
     "set_batch_norm_eval": "lsvr_core.models.norm",
+    "FrozenStagesMixin": "lsvr_core.models.norm",
     # export-traceable candidate selection and NMS for heads' export_postprocess (torch)
     "topk_pairs": "lsvr_core.export.postprocess",
     "nms_keep": "lsvr_core.export.postprocess",

@@ -19,7 +19,7 @@ import importlib.util
 import os
 import sys
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -139,64 +139,46 @@ class PluginManager:
         except BaseException as err:  # a broken plugin (even one calling sys.exit) must not hide the others
             record.status, record.error = "failed", _format_import_error(err)
 
+    def _hook_results(self, hook_name: str) -> Iterator[tuple[PluginRecord, list[Any]]]:
+        """``(record, returned records)`` per implementation of ``hook_name``; a hook that raises marks its
+        plugin failed (with the error) and is skipped."""
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            record = self.records[impl.plugin_name]
+            try:
+                items = list(impl.function() or [])
+            except KeyboardInterrupt:
+                raise
+            except BaseException as err:
+                record.status, record.error = "failed", f"{hook_name}(): {_format_import_error(err)}"
+                continue
+            yield record, items
+
+    def _add_named(self, store: dict[str, Any], key: str, item: Any, record: PluginRecord, what: str) -> None:
+        """Register ``item`` under ``key``; a second registration is a conflict (the first one stays)."""
+        other = store.get(key)
+        if other is not None:
+            self._conflict(record, f"{what} {key!r}", other, item)
+            return
+        store[key] = item
+
     def _collect(self) -> None:
         for kind, hook_name in _REGISTRATION_HOOKS.items():
-            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-                record = self.records[impl.plugin_name]
-                try:
-                    specs = list(impl.function() or [])
-                except KeyboardInterrupt:
-                    raise
-                except BaseException as err:
-                    record.status, record.error = "failed", f"{hook_name}(): {_format_import_error(err)}"
-                    continue
+            for record, specs in self._hook_results(hook_name):
                 for spec in specs:
                     self._add_component(kind, spec, record)
-        for impl in self.pm.hook.lsvr_recipes.get_hookimpls():
-            record = self.records[impl.plugin_name]
-            try:
-                recipes: list[RecipeSpec] = list(cast(Iterable[RecipeSpec], impl.function() or []))
-            except KeyboardInterrupt:
-                raise
-            except BaseException as err:
-                record.status, record.error = "failed", f"lsvr_recipes(): {_format_import_error(err)}"
-                continue
-            for recipe in recipes:
+        for record, recipes in self._hook_results("lsvr_recipes"):
+            for recipe in cast(list[RecipeSpec], recipes):
                 recipe = _with_origin(recipe, record)
-                other = self._recipes.get(recipe.ref)
-                if other is not None:
-                    self._conflict(record, f"recipe {recipe.ref!r}", other, recipe)
-                    continue
-                self._recipes[recipe.ref] = recipe
-        for impl in self.pm.hook.lsvr_weight_converters.get_hookimpls():
-            record = self.records[impl.plugin_name]
-            try:
-                converters: list[ConverterSpec] = list(cast(Iterable[ConverterSpec], impl.function() or []))
-            except KeyboardInterrupt:
-                raise
-            except BaseException as err:
-                record.status, record.error = "failed", f"lsvr_weight_converters(): {_format_import_error(err)}"
-                continue
-            for conv in converters:
+                self._add_named(self._recipes, recipe.ref, recipe, record, "recipe")
+        for record, converters in self._hook_results("lsvr_weight_converters"):
+            for conv in cast(list[ConverterSpec], converters):
                 conv = _with_origin(conv, record)
-                other_conv = self._converters.get(conv.name)
-                if other_conv is not None:
-                    self._conflict(record, f"weight converter {conv.name!r}", other_conv, conv)
-                    continue
-                self._converters[conv.name] = conv
+                self._add_named(self._converters, conv.name, conv, record, "weight converter")
         self._collect_target_fields()
 
     def _collect_target_fields(self) -> None:
-        for impl in self.pm.hook.lsvr_target_fields.get_hookimpls():
-            record = self.records[impl.plugin_name]
-            try:
-                specs = list(cast(Iterable[TargetFieldSpec], impl.function() or []))
-            except KeyboardInterrupt:
-                raise
-            except BaseException as err:
-                record.status, record.error = "failed", f"lsvr_target_fields(): {_format_import_error(err)}"
-                continue
-            for spec in specs:
+        for record, specs in self._hook_results("lsvr_target_fields"):
+            for spec in cast(list[TargetFieldSpec], specs):
                 spec = _with_origin(spec, record)
                 other = self._target_fields.get(spec.name)
                 if other is not None:

@@ -20,8 +20,9 @@ import math
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lsvr_core.api import ConfigError, Registry, ShapeSpec
+from lsvr_core.api import Registry, ShapeSpec
 from lsvr_mutualguide.config import PAFPNV2NeckConfig
+from lsvr_mutualguide.necks import fine_and_coarse
 
 
 class ConvBNSiLU(nn.Module):
@@ -63,14 +64,7 @@ class PAFPNV2Neck(nn.Module):
     def __init__(self, input_shape: dict[str, ShapeSpec], in_levels: tuple[str, str], out_channels: int,
                  num_levels: int) -> None:
         super().__init__()
-        missing = [lv for lv in in_levels if lv not in input_shape]
-        if missing:
-            raise ConfigError(f"model.neck.in_levels {list(in_levels)}: the backbone has no {missing}; "
-                              f"it returns {sorted(input_shape)}")
-        fine, coarse = (input_shape[lv] for lv in in_levels)
-        if coarse.stride != 2 * fine.stride:
-            raise ConfigError(f"model.neck.in_levels {list(in_levels)} must be at strides s and 2s; got "
-                              f"{fine.stride} and {coarse.stride}")
+        fine, coarse = fine_and_coarse(input_shape, in_levels)
         c, n = out_channels, num_levels
         self.in_levels, self.out_channels, self.num_levels, self.base_stride = in_levels, c, n, fine.stride
         self.ft_module = ContextEnhancement(fine.channels, coarse.channels, c)

@@ -27,6 +27,23 @@ class BasicConv(nn.Sequential):
         )
 
 
+def fine_and_coarse(input_shape: dict[str, ShapeSpec], in_levels: tuple[str, str]) -> tuple[ShapeSpec, ShapeSpec]:
+    """The two backbone levels a MutualGuide neck fuses, checked: both present, at strides s and 2s.
+
+    Raises:
+        ConfigError: a level the backbone does not return, or strides that are not s and 2s.
+    """
+    missing = [lv for lv in in_levels if lv not in input_shape]
+    if missing:
+        raise ConfigError(f"model.neck.in_levels {list(in_levels)}: the backbone has no {missing}; "
+                          f"it returns {sorted(input_shape)}")
+    fine, coarse = (input_shape[lv] for lv in in_levels)
+    if coarse.stride != 2 * fine.stride:
+        raise ConfigError(f"model.neck.in_levels {list(in_levels)} must be at strides s and 2s; got "
+                          f"{fine.stride} and {coarse.stride}")
+    return fine, coarse
+
+
 def _resize_to(x: Tensor, ref: Tensor) -> Tensor:
     """Nearest resize of ``x`` to ``ref``'s spatial size (the x2 upsampling of the reference)."""
     return F.interpolate(x, size=ref.shape[-2:], mode="nearest")
@@ -39,14 +56,7 @@ class SSDNeck(nn.Module):
     def __init__(self, input_shape: dict[str, ShapeSpec], in_levels: tuple[str, str], out_channels: int,
                  num_levels: int) -> None:
         super().__init__()
-        missing = [lv for lv in in_levels if lv not in input_shape]
-        if missing:
-            raise ConfigError(f"model.neck.in_levels {list(in_levels)}: the backbone has no {missing}; "
-                              f"it returns {sorted(input_shape)}")
-        fine, coarse = (input_shape[lv] for lv in in_levels)
-        if coarse.stride != 2 * fine.stride:
-            raise ConfigError(f"model.neck.in_levels {list(in_levels)} must be at strides s and 2s; got "
-                              f"{fine.stride} and {coarse.stride}")
+        fine, coarse = fine_and_coarse(input_shape, in_levels)
         self.in_levels, self.num_levels, self.out_channels = in_levels, num_levels, out_channels
         self.base_stride = fine.stride
         self.reduce_fine = BasicConv(fine.channels, out_channels, 1)

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from lsvr_core.api import ConfigError, Registry, ShapeSpec
 from lsvr_mutualguide.config import RFBNeckConfig
+from lsvr_mutualguide.necks import fine_and_coarse
 
 Pair = int | tuple[int, int]
 
@@ -110,14 +111,7 @@ class RFBNeck(nn.Module):
     def __init__(self, input_shape: dict[str, ShapeSpec], in_levels: tuple[str, str], num_levels: int,
                  reduce_channels: int, level_channels: tuple[int, ...]) -> None:
         super().__init__()
-        missing = [lv for lv in in_levels if lv not in input_shape]
-        if missing:
-            raise ConfigError(f"model.neck.in_levels {list(in_levels)}: the backbone has no {missing}; "
-                              f"it returns {sorted(input_shape)}")
-        fine, coarse = (input_shape[lv] for lv in in_levels)
-        if coarse.stride != 2 * fine.stride:
-            raise ConfigError(f"model.neck.in_levels {list(in_levels)} must be at strides s and 2s; got "
-                              f"{fine.stride} and {coarse.stride}")
+        fine, coarse = fine_and_coarse(input_shape, in_levels)
         if len(level_channels) < num_levels:
             raise ConfigError(f"model.neck.level_channels has {len(level_channels)} entries; num_levels "
                               f"{num_levels} needs as many")

@@ -55,9 +55,11 @@ def build_parser(manager_factory=None) -> argparse.ArgumentParser:  # noqa: ANN0
     p.set_defaults(func=cmd.cmd_predict)
 
     p = sub.add_parser("export", help="export a trained detector to ONNX or torch.export (pt2)",
-                       description="Write the detector (normalisation, backbone, neck, raw head outputs) as an ONNX "
-                       "or pt2 file plus a .lsvr.json sidecar (preprocessing, class names, versions, config). "
-                       "Decoding and NMS run in Python: lsvr predict --engine onnxruntime|pt2 MODEL IMAGES.")
+                       description="Write the detector (normalisation, backbone, neck, head) as an ONNX or pt2 file "
+                       "plus a .lsvr.json sidecar (preprocessing, inputs, outputs, class names, versions, config). "
+                       "With --postprocess the graph also decodes and runs NMS (image -> boxes, scores, labels, ...); "
+                       "without it the graph ends at the raw head outputs and decoding runs in Python. Run either "
+                       "with: lsvr predict --engine onnxruntime|pt2 MODEL IMAGES.")
     config_args(p)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--format", choices=("onnx", "pt2"), required=True)
@@ -68,7 +70,8 @@ def build_parser(manager_factory=None) -> argparse.ArgumentParser:  # noqa: ANN0
     size.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
     post = p.add_mutually_exclusive_group()
     post.add_argument("--postprocess", dest="postprocess", action="store_true",
-                      help="decoding and NMS in the graph (not supported yet: exits 2 with the reason)")
+                      help="decoding and NMS in the graph (fixed input size; inputs images, image_size, "
+                      "scale_factor)")
     post.add_argument("--no-postprocess", dest="postprocess", action="store_false", help="raw outputs (default)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
     p.set_defaults(func=cmd.cmd_export, postprocess=False)

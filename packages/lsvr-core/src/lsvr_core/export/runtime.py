@@ -12,6 +12,8 @@ any, then completes them, e.g. pastes two-stage RoI masks). Because it is called
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from lsvr_core.export.sidecar import read_sidecar
 from lsvr_core.structures import Batch, Predictions
 
 ENGINES = ("onnxruntime", "pt2")
+log = logging.getLogger("lsvr.export")
 
 
 def config_from_sidecar(meta: dict[str, Any], manager: Any) -> Any:
@@ -67,6 +70,7 @@ class ExportedDetector(nn.Module):
         self.category_ids = self.meta.get("category_ids")
         self.decoder = build_model(self.cfg, manager).eval()
         self.postprocess = bool(self.meta["outputs"].get("postprocess", False))
+        self._warned_fit = False
         declared = manager.target_fields()
         names = self.meta["outputs"].get("names", []) if self.postprocess else []
         self.extra_specs = {name: declared.get(name) for name in names if name not in PREDICTION_FIELDS}
@@ -119,7 +123,38 @@ class ExportedDetector(nn.Module):
                 pred.extras.add(spec, value)
         return pred
 
+    def fit_to_input(self, batch: Batch) -> Batch:
+        """Shrink images larger than a fixed export input to fit it (keeping the aspect ratio) and record the
+        extra scale in their targets, so that predictions still map back to the original image.
+
+        The eager model takes any size; a fixed-size export takes at most its input size (e.g. the 128 px
+        demo model given a 640 px photo). Export with ``--image-size`` to keep the config's resolution instead.
+        """
+        if self.size is None or all(h <= self.size[0] and w <= self.size[1] for h, w in batch.image_sizes):
+            return batch
+        from torchvision.transforms.v2 import functional as TF
+
+        images, targets = [], []
+        for i, ((h, w), t) in enumerate(zip(batch.image_sizes, batch.targets, strict=True)):
+            image = batch.images[i, :, :h, :w]
+            f = min(self.size[0] / h, self.size[1] / w, 1.0)
+            if f < 1.0:
+                new = (max(1, int(h * f)), max(1, int(w * f)))
+                image = TF.resize(image, list(new), antialias=True)
+                fy, fx = new[0] / h, new[1] / w
+                t = dataclasses.replace(t, image_size=new, scale=(t.scale[0] * fx, t.scale[1] * fy))
+                if not self._warned_fit:
+                    log.warning("images larger than the exported input %dx%d are shrunk to fit it (first: %dx%d -> "
+                                "%dx%d); export with --image-size H W to keep their resolution",
+                                self.size[0], self.size[1], h, w, *new)
+                    self._warned_fit = True
+            images.append(image)
+            targets.append(t)
+        return Batch(torch.stack([pad_with_mean(im, self.size, self.decoder.pixel_mean.view(3)) for im in images]),
+                     targets)
+
     def forward(self, batch: Batch) -> list[Predictions]:
+        batch = self.fit_to_input(batch)
         if self.postprocess:
             mean = self.decoder.pixel_mean.view(3)
             preds = []

@@ -43,3 +43,34 @@ def set_batch_norm_eval(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, BATCH_NORMS):
             m.eval()
+
+
+class FrozenStagesMixin(nn.Module):
+    """Frozen stages and BatchNorm eval mode for backbones (mmdet's ``frozen_stages`` / ``norm_eval``).
+
+    A subclass lists its frozen modules in ``_frozen_modules()`` (e.g. the stem and the first
+    ``frozen_stages`` stages), sets ``self.norm_eval`` and calls ``self._freeze()`` at the end of ``__init__``:
+    the frozen modules lose ``requires_grad`` and, like every BatchNorm when ``norm_eval``, stay in eval mode
+    through ``train()``.
+    """
+
+    norm_eval: bool = False
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        return []
+
+    def _freeze(self) -> None:
+        for module in self._frozen_modules():
+            module.eval()
+            for p in module.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> FrozenStagesMixin:
+        """Set train/eval mode, keeping frozen stages (and all BatchNorms when ``norm_eval``) in eval mode."""
+        super().train(mode)
+        if mode:
+            for module in self._frozen_modules():
+                module.eval()
+            if self.norm_eval:
+                set_batch_norm_eval(self)
+        return self

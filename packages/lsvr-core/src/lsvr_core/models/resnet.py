@@ -17,14 +17,14 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 from lsvr_core.builtin.configs import ResNetConfig
 from lsvr_core.contracts import Registry, ShapeSpec
 from lsvr_core.errors import ConfigError, PluginError
-from lsvr_core.models.norm import batch_norm_layer, set_batch_norm_eval
+from lsvr_core.models.norm import FrozenStagesMixin, batch_norm_layer
 
 LEVELS = ("c2", "c3", "c4", "c5")
 STRIDES = {"c2": 4, "c3": 8, "c4": 16, "c5": 32}
 _WIDTHS = {"c2": 64, "c3": 128, "c4": 256, "c5": 512}  # planes of each stage before block expansion
 
 
-class ResNet(nn.Module):
+class ResNet(FrozenStagesMixin):
     """A torchvision ResNet trunk (stem and stages ``layer1..layer4``) without the classifier.
 
     ``forward(images (B, 3, H, W) float32, normalised) -> {level: (B, C_l, ceil(H / s_l), ceil(W / s_l))}`` for
@@ -58,22 +58,6 @@ class ResNet(nn.Module):
         if self.frozen_stages < 0:
             return []
         return [self.stem, *self.stages[: self.frozen_stages]]
-
-    def _freeze(self) -> None:
-        for module in self._frozen_modules():
-            module.eval()
-            for p in module.parameters():
-                p.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> ResNet:
-        """Set train/eval mode, keeping frozen stages (and all BatchNorms when ``norm_eval``) in eval mode."""
-        super().train(mode)
-        if mode:
-            for module in self._frozen_modules():
-                module.eval()
-            if self.norm_eval:
-                set_batch_norm_eval(self)
-        return self
 
     def output_shape(self) -> dict[str, ShapeSpec]:
         """Channels and stride (pixels) of each returned level."""

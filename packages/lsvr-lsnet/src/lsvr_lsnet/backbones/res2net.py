@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lsvr_core.api import ConfigError, ShapeSpec, batch_norm_layer, set_batch_norm_eval
+from lsvr_core.api import ConfigError, FrozenStagesMixin, ShapeSpec, batch_norm_layer
 from lsvr_lsnet.config import Res2NetConfig
 from lsvr_ops_triton import ModulatedDeformConv2d
 
@@ -89,7 +89,7 @@ def _stem(deep: bool, norm: Any) -> nn.Sequential:
                          nn.Conv2d(32, 64, 3, 1, 1, bias=False), norm(64), nn.ReLU(inplace=True))
 
 
-class Res2Net(nn.Module):
+class Res2Net(FrozenStagesMixin):
     """``forward(images (B, 3, H, W) normalised float) -> {level: (B, C_l, ceil(H / s_l), ceil(W / s_l))}`` for
     ``out_levels`` (c2..c5: 256, 512, 1024, 2048 channels, strides 4, 8, 16, 32 px).
 
@@ -125,22 +125,6 @@ class Res2Net(nn.Module):
 
     def _frozen_modules(self) -> list[nn.Module]:
         return [] if self.frozen_stages < 0 else [self.stem, *self.stages()[: self.frozen_stages]]
-
-    def _freeze(self) -> None:
-        for module in self._frozen_modules():
-            module.eval()
-            for p in module.parameters():
-                p.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> Res2Net:
-        """Train/eval mode; frozen stages (and all BatchNorms when ``norm_eval``) stay in eval mode."""
-        super().train(mode)
-        if mode:
-            for module in self._frozen_modules():
-                module.eval()
-            if self.norm_eval:
-                set_batch_norm_eval(self)
-        return self
 
     def output_shape(self) -> dict[str, ShapeSpec]:
         return {lv: ShapeSpec(256 * 2 ** LEVELS.index(lv), STRIDES[lv]) for lv in self.out_levels}
