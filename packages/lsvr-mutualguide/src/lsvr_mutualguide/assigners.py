@@ -167,11 +167,13 @@ def assign_in_chunks(assign: Callable[..., Assignment], cpu_chunk: int, anchors:
     batch = pred_boxes.shape[0]
     if pred_boxes.device.type != "cpu" or batch <= cpu_chunk:
         return assign(anchors, pred_boxes, pred_logits, gt_boxes, gt_labels, gt_valid, gt_crowd)
+    # columns in use per image (last valid GT + 1, at least 1), read back once for the whole batch
+    position = torch.arange(1, gt_valid.shape[1] + 1, device=gt_valid.device)
+    used = (gt_valid * position).amax(1).clamp(min=1).tolist() if gt_valid.shape[1] else [1] * batch
     parts = []
     for i in range(0, batch, cpu_chunk):
         rows = slice(i, i + cpu_chunk)
-        used = gt_valid[rows].any(0).nonzero()
-        g = int(used.max()) + 1 if len(used) else 1
+        g = max(used[rows])
         parts.append(assign(anchors, pred_boxes[rows], pred_logits[rows], gt_boxes[rows, :g], gt_labels[rows, :g],
                             gt_valid[rows, :g], gt_crowd[rows, :g]))
     return Assignment(*(torch.cat([getattr(a, f.name) for a in parts]) for f in fields(Assignment)))
