@@ -169,22 +169,23 @@ def test_cli_export_then_predict_with_onnxruntime(tmp_path, capsys):
     assert (out / "results.json").is_file() and (out / "img_000001.png").is_file()
 
 
-def test_unexportable_head_is_a_one_line_error(tmp_path, capsys):
-    from lsvr_core.export.module import check_exportable
+class Head(torch.nn.Module):
+    """A head with no export methods."""
 
-    class Head(torch.nn.Module):
-        pass
 
-    class Model(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.head = Head()
+class BareModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = Head()
 
+
+def test_unexportable_head_is_a_one_line_error():
     from lsvr_core.errors import ConfigError
+    from lsvr_core.export.module import check_exportable
 
     with pytest.raises(ConfigError, match="Head cannot be exported: it does not implement export_outputs and "
                                           "decode_outputs"):
-        check_exportable(Model())
+        check_exportable(BareModel())
 
 
 def test_postprocess_needs_a_fixed_input_size(tmp_path, capsys):
@@ -198,13 +199,5 @@ def test_head_without_export_postprocess_is_a_one_line_error():
     from lsvr_core.errors import ConfigError
     from lsvr_core.export.module import check_postprocessable
 
-    class Head(torch.nn.Module):
-        pass
-
-    class Model(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.head = Head()
-
     with pytest.raises(ConfigError, match="Head does not implement export_postprocess"):
-        check_postprocessable(Model())
+        check_postprocessable(BareModel())

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.resnet import Bottleneck
 
-from lsvr_core.api import ConfigError, Registry, ShapeSpec, batch_norm_layer
+from lsvr_core.api import ConfigError, FrozenStagesMixin, Registry, ShapeSpec, batch_norm_layer
 from lsvr_lesa.block import LESA, deformable_conv
 from lsvr_lesa.config import LESAResNetBaseConfig
 
@@ -28,7 +28,7 @@ STRIDES = {"c2": 4, "c3": 8, "c4": 16, "c5": 32}
 DEPTH_50 = (3, 4, 6, 3)
 
 
-class LESAResNet(nn.Module):
+class LESAResNet(FrozenStagesMixin):
     """``forward(images (B, 3, H, W) float32, normalised) -> {level: (B, C_l, ceil(H / s_l), ceil(W / s_l))}``.
 
     Args:
@@ -94,24 +94,8 @@ class LESAResNet(nn.Module):
     def _frozen_modules(self) -> list[nn.Module]:
         return [] if self.frozen_stages < 0 else [self.stem, *self.stages[: self.frozen_stages]]
 
-    def _freeze(self) -> None:
-        for module in self._frozen_modules():
-            module.eval()
-            for p in module.parameters():
-                p.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> LESAResNet:
-        """Set train/eval mode; frozen stages, and with ``norm_eval`` every BatchNorm (1-D and 2-D, LESA's
-        included: spec §3.6), stay in eval mode. Affine parameters keep training."""
-        super().train(mode)
-        if mode:
-            for module in self._frozen_modules():
-                module.eval()
-            if self.norm_eval:
-                for m in self.modules():
-                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                        m.eval()
-        return self
+    # train(): frozen stages, and with ``norm_eval`` every BatchNorm (1-D and 2-D, LESA's included: spec §3.6),
+    # stay in eval mode; affine parameters keep training (FrozenStagesMixin)
 
     def output_shape(self) -> dict[str, ShapeSpec]:
         """Channels and stride (pixels) of each returned level."""

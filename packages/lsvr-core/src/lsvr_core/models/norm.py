@@ -10,7 +10,8 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from lsvr_core.errors import ConfigError
 
-BATCH_NORMS = (nn.BatchNorm2d, nn.SyncBatchNorm, FrozenBatchNorm2d)
+# every BatchNorm: 1-D/2-D/3-D and SyncBatchNorm (all ``_BatchNorm``), and torchvision's frozen one
+BATCH_NORMS = (nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d)
 
 
 def batch_norm_layer(name: str) -> Callable[[int], nn.Module]:
@@ -39,7 +40,8 @@ def group_norm_layer(num_groups: int = 32) -> Callable[[int], nn.Module]:
 
 
 def set_batch_norm_eval(module: nn.Module) -> None:
-    """Put every BatchNorm-like layer of ``module`` in eval mode (running statistics are used and not updated)."""
+    """Put every BatchNorm-like layer of ``module`` (1-D, 2-D, 3-D, synchronised, frozen) in eval mode: running
+    statistics are used and not updated."""
     for m in module.modules():
         if isinstance(m, BATCH_NORMS):
             m.eval()
