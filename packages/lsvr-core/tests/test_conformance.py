@@ -158,6 +158,30 @@ def test_head_suite_checks_prediction_frame(manager):
         check_head(build_bad, c.FCOSHeadConfig(num_convs=0, score_thresh=0.0), batch=make_batch(), manager=manager)
 
 
+@pytest.mark.parametrize("broken", ["decode_outputs", "export_postprocess"])
+def test_head_suite_checks_the_export_methods_against_predict(manager, broken):
+    """A head whose export decoding drifts from predict (here: scores halved) fails the suite, naming the method."""
+    from lsvr_core.models.fcos import build_fcos_head
+
+    def build_bad(cfg, input_shape, num_classes, task, *, registry=None):
+        head = build_fcos_head(cfg, input_shape, num_classes, task, registry=registry)
+        method = getattr(head, broken)
+
+        def drifted(*args, **kwargs):
+            out = method(*args, **kwargs)
+            if isinstance(out, dict):
+                return {**out, "scores": out["scores"] * 0.5}
+            for p in out:
+                p.scores = p.scores * 0.5
+            return out
+
+        setattr(head, broken, drifted)
+        return head
+
+    with pytest.raises(AssertionError, match=f"{broken}.*scores differ from predict's"):
+        check_head(build_bad, c.FCOSHeadConfig(num_convs=0, score_thresh=0.0), batch=make_batch(), manager=manager)
+
+
 @pytest.mark.slow
 def test_resnet_with_real_dcn_v2_conforms():
     """With lsvr-ops-triton installed, the DCNv2 stages pass the backbone suite (offset/mask convs get gradients)."""

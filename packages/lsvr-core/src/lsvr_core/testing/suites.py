@@ -150,7 +150,9 @@ def check_head(factory_or_spec: Any, cfg: HeadConfig, input_shape: dict[str, Sha
     (:func:`~lsvr_core.testing.synthetic.make_batch`: boxes of three scales incl. a crowd box, an empty padded
     image): training ``forward`` returns finite scalar losses named ``loss*`` whose gradients reach every
     trainable parameter and the features; ``predict`` returns well-formed input-frame :class:`Predictions`
-    (segm: masks or contours; pose: keypoints) that map to the original frame. ``extra_fields``: declared
+    (segm: masks or contours; pose: keypoints) that map to the original frame; a head with the optional export
+    methods reproduces ``predict`` through them (``decode_outputs(export_outputs(f))`` for the batch,
+    ``export_postprocess`` for its first image; exactly tied scores may come in any order). ``extra_fields``: declared
     :class:`~lsvr_core.fields.TargetFieldSpec` the head reads from ``Targets.extras``, derived into the batch."""
     check_config_roundtrip(cfg, "head", manager)
     registry = manager or default_registry()
@@ -179,7 +181,63 @@ def check_head(factory_or_spec: Any, cfg: HeadConfig, input_shape: dict[str, Sha
     with torch.no_grad():
         preds = head.predict({k: v.detach() for k, v in features.items()}, batch)
     _check_predictions(preds, batch, num_classes, task, what)
+    _check_export_methods(head, {k: v.detach() for k, v in features.items()}, batch, preds, what)
     return head
+
+
+def _canonical(boxes: Tensor, scores: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Detections ordered by (score desc, label, box): NMS implementations may order exactly tied scores
+    differently."""
+    keys = [(-float(s), int(c), *(float(v) for v in b)) for s, c, b in zip(scores, labels, boxes, strict=True)]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    idx = torch.tensor(order, dtype=torch.long)
+    return boxes.float()[idx], scores.float()[idx], labels.long()[idx]
+
+
+def _assert_same_detections(want: Predictions, got_boxes: Tensor, got_scores: Tensor, got_labels: Tensor,
+                            what: str) -> None:
+    assert len(got_boxes) == len(want), f"{what}: {len(got_boxes)} detections, predict gives {len(want)}"
+    want_boxes, want_scores, want_labels = _canonical(want.boxes, want.scores, want.labels)
+    got_boxes, got_scores, got_labels = _canonical(got_boxes, got_scores, got_labels)
+    assert torch.equal(got_labels, want_labels), f"{what}: labels differ from predict's"
+    torch.testing.assert_close(got_boxes, want_boxes, atol=1e-3, rtol=1e-5,
+                               msg=lambda m: f"{what}: boxes differ from predict's: {m}")
+    torch.testing.assert_close(got_scores, want_scores, atol=1e-5, rtol=1e-5,
+                               msg=lambda m: f"{what}: scores differ from predict's: {m}")
+
+
+def _check_export_methods(head: nn.Module, features: dict[str, Tensor], batch: Batch, preds: list[Predictions],
+                          what: str) -> None:
+    """The optional ``lsvr export`` methods (:class:`~lsvr_core.contracts.Head`) must reproduce ``predict``:
+    ``decode_outputs(export_outputs(features), batch)`` for the batch, and ``export_postprocess`` for its first
+    image (boxes, scores, labels in predict's order)."""
+    export_outputs = getattr(head, "export_outputs", None)
+    if not callable(export_outputs):
+        return
+    with torch.no_grad():
+        raw = export_outputs(features)
+    assert isinstance(raw, tuple) and raw and all(isinstance(t, Tensor) for t in raw), (
+        f"{what}: export_outputs must return a non-empty tuple of tensors")
+    decode_outputs = getattr(head, "decode_outputs", None)
+    if callable(decode_outputs):
+        with torch.no_grad():
+            decoded = decode_outputs(raw, batch)
+        assert isinstance(decoded, list) and len(decoded) == len(preds), (
+            f"{what}: decode_outputs must return one Predictions per image")
+        for i, (want, got) in enumerate(zip(preds, decoded, strict=True)):
+            _assert_same_detections(want, got.boxes, got.scores, got.labels,
+                                    f"{what}: decode_outputs(export_outputs(features))[{i}]")
+    export_postprocess = getattr(head, "export_postprocess", None)
+    if callable(export_postprocess):
+        first = {k: v[:1] for k, v in features.items()}
+        meta = batch.targets[0]
+        with torch.no_grad():
+            out = export_postprocess(export_outputs(first), torch.tensor(meta.image_size, dtype=torch.int64),
+                                     torch.tensor(meta.scale, dtype=torch.float32), tuple(batch.images.shape[-2:]))
+        assert isinstance(out, dict) and list(out)[:3] == ["boxes", "scores", "labels"], (
+            f"{what}: export_postprocess must return a dict starting with boxes, scores, labels")
+        _assert_same_detections(preds[0], out["boxes"], out["scores"], out["labels"],
+                                f"{what}: export_postprocess (image 0)")
 
 
 def _tensors(value: Any) -> list[Tensor]:
