@@ -130,15 +130,3 @@ def test_raw_export_is_refused_with_a_postprocess_hint() -> None:
     check_exportable(model, postprocess=True)
     check_postprocessable(model)
 
-
-def test_htc_export_is_refused_naming_the_untraceable_functions() -> None:
-    from lsvr_core.builtin.htc_config import HTCHeadConfig
-    from lsvr_core.export.module import check_exportable
-    from lsvr_core.models.htc.head import build_htc_head
-
-    head = build_htc_head(HTCHeadConfig(representation_size=32, mask_head_channels=8, maxpool_last_level=False),
-                          SHAPE, 3, "bbox")
-    for postprocess in (False, True):
-        with pytest.raises(ConfigError, match=r"HTCHead cannot be exported: .*filter_proposals and batched_nms.*"
-                                              r"HTCHead._regress / _detections"):
-            check_exportable(_Model(head), postprocess)

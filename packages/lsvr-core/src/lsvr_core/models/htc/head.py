@@ -32,7 +32,7 @@ from lsvr_core.models.htc.modules import CascadePredictor, FusedSemanticHead, HT
 from lsvr_core.models.htc.sampling import StageSamples, sample_rois
 from lsvr_core.models.mask_rcnn import StridedAnchorGenerator, head_features, head_input_shape
 from lsvr_core.models.rcnn_parts import RPN, RoIAlignPyramid, box_loss, mask_targets
-from lsvr_core.structures import Batch, Predictions
+from lsvr_core.structures import Batch, Predictions, Targets
 
 TASKS = ("bbox", "segm")
 
@@ -54,13 +54,6 @@ class HTCHead(nn.Module):
     Raises:
         ConfigError: missing levels, unequal channels, non-doubling strides, unknown task.
     """
-
-    # read by lsvr_core.export.module.check_exportable: ``lsvr export`` refuses htc with this reason
-    export_blocker = (
-        "its inference is not traceable yet: torchvision's RegionProposalNetwork.filter_proposals and batched_nms "
-        "branch in Python on data (boxes.numel()), and HTCHead._regress / _detections split the cascade stages "
-        "by Python counts of data-dependent proposal lists and clip with Python-int image sizes; torch.export "
-        "and ONNX need the one-image form of lsvr_core.export.rcnn (done for mask_rcnn), not yet written for htc")
 
     def __init__(self, cfg: HTCHeadConfig, input_shape: dict[str, ShapeSpec], num_classes: int, task: str) -> None:
         super().__init__()
@@ -281,6 +274,42 @@ class HTCHead(nn.Module):
             out.append(Predictions(boxes=boxes, scores=scores, labels=labels, image_id=t.image_id, masks=masks,
                                    roi_masks=roi_masks))
         return out
+
+
+    # ------------------------------------------------------------------------------------------- export
+    def export_outputs(self, features: dict[str, Tensor]) -> tuple[Tensor, ...]:
+        """The head's FPN levels in ``in_levels`` order (the last max-pooled when ``maxpool_last_level``),
+        each (B, C, H_l, W_l) float32. There is no ``decode_outputs``: decoding runs the RPN, the cascade and
+        the mask heads, so HTC exports only with ``--postprocess`` (:meth:`export_postprocess`)."""
+        return tuple(head_features(features, self.in_levels, self.cfg.maxpool_last_level).values())
+
+    def export_postprocess(self, outputs: tuple[Tensor, ...], image_size: Tensor, scale_factor: Tensor,
+                           input_size: tuple[int, int]) -> dict[str, Tensor]:
+        """Traceable :meth:`predict` of one image (``lsvr export --postprocess``; :mod:`lsvr_core.export.htc`).
+
+        Args:
+            outputs: :meth:`export_outputs` of a batch of one.
+            image_size: (2,) int64 ``[h, w]`` of the resized image inside the padding (boxes are clipped to it).
+            scale_factor: unused. input_size: the padded ``(H, W)``.
+        Returns:
+            ``boxes`` (N, 4) float32 xyxy input pixels, ``scores`` (N,), ``labels`` (N,) int64 in [0, K), and
+            for segm ``roi_masks`` (N, 28, 28) float32 probabilities over the boxes (:meth:`finish_postprocessed`
+            pastes them as :meth:`predict` does).
+        """
+        from lsvr_core.export.htc import htc_detections
+
+        return htc_detections(self, outputs, image_size, input_size)
+
+    def finish_postprocessed(self, pred: Predictions, meta: Targets) -> Predictions:
+        """Input-frame predictions of an exported graph as :meth:`predict` gives them: its ``roi_masks``
+        (N, 28, 28) pasted over ``meta.image_size`` into ``masks`` (N, H, W), kept only for
+        ``mask_paste_frame: original``."""
+        if pred.roi_masks is None:
+            return pred
+        roi = pred.roi_masks
+        pred.masks = paste_masks_in_image(roi[:, None], pred.boxes, tuple(meta.image_size))[:, 0]
+        pred.roi_masks = roi if self.cfg.mask_paste_frame == "original" else None
+        return pred
 
 
 def build_htc_head(cfg: HTCHeadConfig, input_shape: dict[str, ShapeSpec], num_classes: int, task: str, *,
