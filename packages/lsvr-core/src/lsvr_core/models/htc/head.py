@@ -265,14 +265,9 @@ class HTCHead(nn.Module):
             merged = (sum(probs) / len(probs)).split([len(b) for b in boxes])
             roi_masks = [m[torch.arange(len(d[2])), d[2]] for m, d in zip(merged, dets, strict=True)]
         out = []
-        for (boxes, scores, labels), roi, t in zip(dets, roi_masks, batch.targets, strict=True):
-            masks, roi_masks = None, None
-            if roi is not None:
-                masks = paste_masks_in_image(roi[:, None], boxes, tuple(t.image_size))[:, 0]  # (N, H, W)
-                if self.cfg.mask_paste_frame == "original":
-                    roi_masks = roi
-            out.append(Predictions(boxes=boxes, scores=scores, labels=labels, image_id=t.image_id, masks=masks,
-                                   roi_masks=roi_masks))
+        for (det_boxes, scores, labels), roi, meta in zip(dets, roi_masks, batch.targets, strict=True):
+            pred = Predictions(boxes=det_boxes, scores=scores, labels=labels, image_id=meta.image_id, roi_masks=roi)
+            out.append(self.finish_postprocessed(pred, meta))  # masks (N, H, W) pasted over meta.image_size
         return out
 
 
