@@ -10,7 +10,7 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -18,9 +18,14 @@ from lsvr_core.engine import checkpoint as C
 from lsvr_core.engine import distributed as D
 from lsvr_core.errors import LsvrError
 
+if TYPE_CHECKING:
+    from lsvr_core.config.sections import RunConfigBase
+    from lsvr_core.plugins import PluginManager
 
-def run(cfg: Any, manager: Any, *, resume: str | None = None, nproc_per_node: int = 1, source: str = "",
-        overrides: list[str] | None = None, plugin_files: list[str] | None = None) -> int:
+
+
+def run(cfg: RunConfigBase, manager: PluginManager, *, resume: str | None = None, nproc_per_node: int = 1,
+        source: str = "", overrides: list[str] | None = None, plugin_files: list[str] | None = None) -> int:
     """Train (and evaluate) ``cfg``.
 
     Args:
@@ -53,7 +58,8 @@ def run(cfg: Any, manager: Any, *, resume: str | None = None, nproc_per_node: in
         D.cleanup()
 
 
-def _load_model(cfg: Any, manager: Any, checkpoint: str, device: torch.device, ckpt: Any = None) -> torch.nn.Module:
+def _load_model(cfg: RunConfigBase, manager: PluginManager, checkpoint: str, device: torch.device,
+                ckpt: Any = None) -> torch.nn.Module:
     from lsvr_core.engine.build import build_model
 
     model = build_model(cfg, manager)
@@ -64,7 +70,7 @@ def _load_model(cfg: Any, manager: Any, checkpoint: str, device: torch.device, c
     return model.eval()
 
 
-def evaluate(cfg: Any, manager: Any, *, checkpoint: str) -> int:
+def evaluate(cfg: RunConfigBase, manager: PluginManager, *, checkpoint: str) -> int:
     """Evaluate ``checkpoint`` on ``data.val`` (first ``eval.max_images``) and print the metrics table.
 
     Runs on every process of a torchrun job (predictions are gathered to rank 0).
@@ -123,8 +129,8 @@ def _prepare(dataset: Any, image: torch.Tensor, image_id: int) -> tuple[torch.Te
 
 
 @torch.no_grad()
-def predict(cfg: Any, manager: Any, *, checkpoint: str | None, images: list[str], out_dir: str | None = None,
-            score_thresh: float = 0.3, model: Any = None) -> int:
+def predict(cfg: RunConfigBase, manager: PluginManager, *, checkpoint: str | None, images: list[str],
+            out_dir: str | None = None, score_thresh: float = 0.3, model: Any = None) -> int:
     """Draw the predictions on ``images`` as PNGs and write ``results.json`` (COCO results format, written by
     :func:`lsvr_core.results.predictions_to_results`: boxes, and segmentation RLEs / keypoints when the model
     predicts them).

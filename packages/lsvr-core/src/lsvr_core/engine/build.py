@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -11,8 +11,13 @@ from torch import nn
 
 from lsvr_core.errors import ConfigError, DataError
 
+if TYPE_CHECKING:
+    from lsvr_core.config.sections import RunConfigBase
+    from lsvr_core.plugins import PluginManager
 
-def setup_runtime(cfg: Any) -> None:
+
+
+def setup_runtime(cfg: RunConfigBase) -> None:
     """Apply ``runtime.threads``, seed every RNG with ``runtime.seed`` and honour ``runtime.deterministic``."""
     rt = cfg.runtime
     if rt.threads is not None:
@@ -31,7 +36,7 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def build_dataset(cfg: Any, manager: Any, *, train: bool) -> Any:
+def build_dataset(cfg: RunConfigBase, manager: PluginManager, *, train: bool) -> Any:
     """The train split (``train=True``, augmented) or the val split (``data.val``; ``train=False``).
 
     Raises:
@@ -54,14 +59,14 @@ def build_dataset(cfg: Any, manager: Any, *, train: bool) -> Any:
     return CorruptPolicy(dataset, getattr(cfg.data, "on_corrupt", "error"), train=train)
 
 
-def build_evaluator(cfg: Any, manager: Any, dataset: Any) -> Any | None:
+def build_evaluator(cfg: RunConfigBase, manager: PluginManager, dataset: Any) -> Any | None:
     """The ``eval.evaluator`` over ``dataset``, or None when no evaluator is configured."""
     if cfg.eval.evaluator is None:
         return None
     return manager.build("evaluator", cfg.eval.evaluator, dataset=dataset, task=cfg.task)
 
 
-def build_model(cfg: Any, manager: Any) -> nn.Module:
+def build_model(cfg: RunConfigBase, manager: PluginManager) -> nn.Module:
     """The detector (backbone -> neck -> head) of ``cfg.model``.
 
     ``model.init_from: torchvision`` turns on the backbone's ``pretrained`` option (ImageNet weights read
@@ -74,11 +79,12 @@ def build_model(cfg: Any, manager: Any) -> nn.Module:
         if "pretrained" not in type(backbone).model_fields:
             raise ConfigError(f"model.init_from=torchvision: backbone {backbone.type!r} has no 'pretrained' option")
         cfg = cfg.model_copy(deep=True)
-        cfg.model.backbone.pretrained = True
+        backbone = cfg.model.backbone.model_copy(update={"pretrained": True})  # the field exists (checked above)
+        cfg.model.backbone = backbone
     return build_detector(cfg, manager)
 
 
-def check_batch_size(cfg: Any, num_images: int, world_size: int) -> None:
+def check_batch_size(cfg: RunConfigBase, num_images: int, world_size: int) -> None:
     """Refuse a global batch larger than the training set (the sampler would repeat images to fill it).
 
     Raises:

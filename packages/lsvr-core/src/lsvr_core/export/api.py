@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from lsvr_core.errors import ConfigError
 
+if TYPE_CHECKING:
+    from lsvr_core.config.sections import RunConfigBase
+    from lsvr_core.plugins import PluginManager
+
+
 FORMATS = ("onnx", "pt2")
 
 
-def default_image_size(cfg: Any) -> tuple[int, int]:
+def default_image_size(cfg: RunConfigBase) -> tuple[int, int]:
     """The fixed input size of an export: the val pipeline's output size rounded up to the size divisor.
 
     Square pipelines give ``square_size``; keep-ratio pipelines the longer/shorter ``scale`` bound in both
@@ -35,7 +40,7 @@ def default_image_size(cfg: Any) -> tuple[int, int]:
     return side, side
 
 
-def export(cfg: Any, manager: Any, *, checkpoint: str, fmt: str, output: str | None,
+def export(cfg: RunConfigBase, manager: PluginManager, *, checkpoint: str, fmt: str, output: str | None,
            image_size: tuple[int, int] | None, dynamic: bool, postprocess: bool, opset: int | None) -> int:
     """Export the detector of ``cfg`` with the weights of ``checkpoint``; prints the written paths.
 
@@ -64,11 +69,12 @@ def export(cfg: Any, manager: Any, *, checkpoint: str, fmt: str, output: str | N
     out = Path(output) if output else Path(checkpoint).with_suffix(".onnx" if fmt == "onnx" else ".pt2")
     spec = dynamic_spec(dynamic, div)
     example = torch.full((1, 3, *size), 114.0)
-    output_names: list[str] | None = None
+    inputs: tuple[torch.Tensor, ...]
     if postprocess:
-        module: nn.Module = Postprocessed(model).eval()
+        post = Postprocessed(model).eval()
+        module: nn.Module = post
         inputs = (example, torch.tensor(size, dtype=torch.int64), torch.ones(2))
-        output_names = module.probe(*inputs)
+        output_names = post.probe(*inputs)
     else:
         module = RawOutputs(model).eval()
         inputs = (example,)
@@ -94,7 +100,7 @@ def export(cfg: Any, manager: Any, *, checkpoint: str, fmt: str, output: str | N
     return 0
 
 
-def predict_exported(manager: Any, *, model_path: str, engine: str, images: list[str], out_dir: str | None,
+def predict_exported(manager: PluginManager, *, model_path: str, engine: str, images: list[str], out_dir: str | None,
                      score_thresh: float) -> int:
     """``lsvr predict --engine onnxruntime|pt2 MODEL IMAGES``: the eager predict path with the exported model."""
     from lsvr_core.engine import api
