@@ -26,9 +26,9 @@ from torchvision.models.detection.rpn import RPNHead
 
 from lsvr_core.builtin.mask_rcnn_config import MaskRCNNHeadConfig
 from lsvr_core.contracts import Registry, ShapeSpec
-from lsvr_core.errors import ConfigError, DataError
+from lsvr_core.errors import ConfigError
 from lsvr_core.models.norm import group_norm_layer
-from lsvr_core.models.rcnn_parts import RPN, RCNNRoIHeads, RoIAlignPyramid, maxpool_level
+from lsvr_core.models.rcnn_parts import RPN, RCNNRoIHeads, RoIAlignPyramid, maxpool_level, rcnn_targets
 from lsvr_core.structures import Batch, Predictions, Targets
 
 TASKS = ("bbox", "segm")
@@ -165,19 +165,7 @@ class MaskRCNNHead(nn.Module):
 
     def _targets(self, batch: Batch) -> list[dict[str, Tensor]]:
         """torchvision targets: non-crowd, non-degenerate instances; labels + 1 (0 is background)."""
-        out = []
-        for t in batch.targets:
-            t = t.non_crowd()
-            keep = (t.boxes[:, 2] > t.boxes[:, 0]) & (t.boxes[:, 3] > t.boxes[:, 1])
-            t = t.select(keep)
-            target = {"boxes": t.boxes.float(), "labels": t.labels + 1}
-            if self.with_mask:
-                if t.masks is None:
-                    raise DataError(f"image {t.image_id}: task segm with head mask_rcnn needs instance masks; set "
-                                    f"with_masks: true in the dataset config")
-                target["masks"] = t.masks
-            out.append(target)
-        return out
+        return rcnn_targets(batch, self.with_mask, "mask_rcnn")
 
     def forward(self, features: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]:
         feats, images = self._inputs(features, batch)

@@ -17,6 +17,9 @@ from torchvision.models.detection.rpn import RegionProposalNetwork
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 from torchvision.ops.poolers import _convert_to_roi_format, _filter_input, initLevelMapper
 
+from lsvr_core.errors import DataError
+from lsvr_core.structures import Batch
+
 
 class RoIAlignPyramid(MultiScaleRoIAlign):
     """torchvision's ``MultiScaleRoIAlign`` with given level strides and an ``aligned`` switch.
@@ -143,3 +146,25 @@ class RCNNRoIHeads(RoIHeads):
         return [], losses
 
 
+
+
+def rcnn_targets(batch: Batch, with_mask: bool, head: str) -> list[dict[str, Tensor]]:
+    """torchvision-style targets of a two-stage head: non-crowd, non-degenerate instances, labels + 1 (0 is
+    the background); ``masks`` (N, H, W) uint8 when ``with_mask``.
+
+    Raises:
+        DataError: ``with_mask`` and an image without instance masks (names ``head`` and the image).
+    """
+    out = []
+    for t in batch.targets:
+        t = t.non_crowd()
+        keep = (t.boxes[:, 2] > t.boxes[:, 0]) & (t.boxes[:, 3] > t.boxes[:, 1])
+        t = t.select(keep)
+        target = {"boxes": t.boxes.float(), "labels": t.labels + 1}
+        if with_mask:
+            if t.masks is None:
+                raise DataError(f"image {t.image_id}: task segm with head {head} needs instance masks; set "
+                                f"with_masks: true in the dataset config")
+            target["masks"] = t.masks
+        out.append(target)
+    return out

@@ -31,7 +31,7 @@ from lsvr_core.errors import ConfigError, DataError
 from lsvr_core.models.htc.modules import CascadePredictor, FusedSemanticHead, HTCMaskHead
 from lsvr_core.models.htc.sampling import StageSamples, sample_rois
 from lsvr_core.models.mask_rcnn import StridedAnchorGenerator, head_features, head_input_shape
-from lsvr_core.models.rcnn_parts import RPN, RoIAlignPyramid, box_loss, mask_targets
+from lsvr_core.models.rcnn_parts import RPN, RoIAlignPyramid, box_loss, mask_targets, rcnn_targets
 from lsvr_core.structures import Batch, Predictions, Targets
 
 TASKS = ("bbox", "segm")
@@ -148,19 +148,8 @@ class HTCHead(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ training
     def _targets(self, batch: Batch) -> list[dict[str, Tensor]]:
-        out = []
-        for t in batch.targets:
-            t = t.non_crowd()
-            keep = (t.boxes[:, 2] > t.boxes[:, 0]) & (t.boxes[:, 3] > t.boxes[:, 1])
-            t = t.select(keep)
-            target = {"boxes": t.boxes.float(), "labels": t.labels + 1}
-            if self.with_mask:
-                if t.masks is None:
-                    raise DataError(f"image {t.image_id}: task segm with head htc needs instance masks; set "
-                                    f"with_masks: true in the dataset config")
-                target["masks"] = t.masks
-            out.append(target)
-        return out
+        """torchvision targets: non-crowd, non-degenerate instances; labels + 1 (0 is background)."""
+        return rcnn_targets(batch, self.with_mask, "htc")
 
     def _semantic_loss(self, logits: Tensor, batch: Batch) -> Tensor:
         """Cross-entropy of the semantic logits against each image's map, padded with the ignore label and
