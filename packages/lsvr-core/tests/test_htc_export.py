@@ -14,14 +14,12 @@ import torch
 from lsvr_core.builtin.htc_config import HTCHeadConfig
 from lsvr_core.contracts import ShapeSpec
 from lsvr_core.models.htc.head import build_htc_head
-from lsvr_core.structures import Predictions
 
 sys.path.insert(0, str(Path(__file__).parent))
 from two_stage_export import (  # noqa: E402
-    assert_equal,
     check_pt2_program,
     check_raw_export_refused,
-    exported,
+    check_traceable_equals_predict,
     one_image_case,
 )
 
@@ -37,10 +35,6 @@ def _head(task: str, **kw) -> torch.nn.Module:
     return build_htc_head(HTCHeadConfig(**{**SMALL, **kw}), SHAPE, 3, task).eval()
 
 
-def _assert_equal(want: Predictions, got: Predictions) -> float:
-    """Same detections in the same order; boxes within 1e-3 px, masks within 1e-3."""
-    return assert_equal(want, got, box_atol=1e-3, mask_atol=1e-3)
-
 
 @pytest.mark.parametrize(("task", "kw", "image_size"), [
     ("segm", {}, (80, 110)),  # semantic branch; masks pasted in the input frame; clipped inside the padding
@@ -55,14 +49,8 @@ def _assert_equal(want: Predictions, got: Predictions) -> float:
 def test_traceable_cascade_equals_predict(task: str, kw: dict, image_size: tuple[int, int]) -> None:
     head = _head(task, **kw)
     feats, batch = one_image_case(SHAPE, (H, W), image_size)
-    want = head.predict(feats, batch)[0]
-    assert (len(want) == 0) == (kw.get("box_score_thresh") == 0.9)
-    outputs = head.export_outputs(feats)
-    assert len(outputs) == 5 and all(o.dim() == 4 for o in outputs)
-    got = exported(head, outputs, image_size, batch.targets[0], (H, W))
-    _assert_equal(want, got)
-    if len(want):
-        assert float(got.boxes[:, 2].max()) <= image_size[1] and float(got.boxes[:, 3].max()) <= image_size[0]
+    check_traceable_equals_predict(head, feats, batch, (H, W), kw.get("box_score_thresh") == 0.9,
+                                   box_atol=1e-3, mask_atol=1e-3)
 
 
 @pytest.mark.slow

@@ -14,14 +14,12 @@ import torch
 from lsvr_core.builtin.mask_rcnn_config import MaskRCNNHeadConfig
 from lsvr_core.contracts import ShapeSpec
 from lsvr_core.models.mask_rcnn import build_mask_rcnn_head
-from lsvr_core.structures import Predictions
 
 sys.path.insert(0, str(Path(__file__).parent))
 from two_stage_export import (  # noqa: E402
-    assert_equal,
     check_pt2_program,
     check_raw_export_refused,
-    exported,
+    check_traceable_equals_predict,
     one_image_case,
 )
 
@@ -35,9 +33,6 @@ def _head(task: str, **kw) -> torch.nn.Module:
     torch.manual_seed(0)
     return build_mask_rcnn_head(MaskRCNNHeadConfig(**SMALL, **kw), SHAPE, 3, task).eval()
 
-
-def _assert_equal(want: Predictions, got: Predictions) -> None:
-    assert_equal(want, got, box_atol=1e-4, mask_atol=1e-5)
 
 
 @pytest.mark.parametrize(("task", "kw", "image_size"), [
@@ -57,14 +52,8 @@ def test_traceable_decoding_equals_predict(task: str, kw: dict, image_size: tupl
     feats, batch = one_image_case(SHAPE, (H, W), image_size)
     if kw.get("maxpool_last_level"):
         feats.pop("p6")
-    want = head.predict(feats, batch)[0]
-    assert (len(want) == 0) == (kw.get("box_score_thresh") == 0.9)
-    outputs = head.export_outputs(feats)
-    assert len(outputs) == 5 and all(o.dim() == 4 for o in outputs)
-    got = exported(head, outputs, image_size, batch.targets[0], (H, W))
-    _assert_equal(want, got)
-    if len(want):
-        assert float(got.boxes[:, 2].max()) <= image_size[1] and float(got.boxes[:, 3].max()) <= image_size[0]
+    check_traceable_equals_predict(head, feats, batch, (H, W), kw.get("box_score_thresh") == 0.9,
+                                   box_atol=1e-4, mask_atol=1e-5)
 
 
 @pytest.mark.slow

@@ -51,6 +51,22 @@ def assert_equal(want: Predictions, got: Predictions, box_atol: float, mask_atol
     return float((got.boxes - want.boxes).abs().max()) if len(want) else 0.0
 
 
+def check_traceable_equals_predict(head: torch.nn.Module, feats: dict[str, torch.Tensor], batch: Batch,
+                                   padded: tuple[int, int], expect_empty: bool, box_atol: float,
+                                   mask_atol: float) -> None:
+    """``export_postprocess`` (run eagerly, masks pasted) gives ``predict``'s detections for the batch's one
+    image, from 5 four-dimensional FPN outputs, with boxes inside the image size."""
+    image_size = tuple(batch.targets[0].image_size)
+    want = head.predict(feats, batch)[0]
+    assert (len(want) == 0) == expect_empty
+    outputs = head.export_outputs(feats)
+    assert len(outputs) == 5 and all(o.dim() == 4 for o in outputs)
+    got = exported(head, outputs, image_size, batch.targets[0], padded)
+    assert_equal(want, got, box_atol, mask_atol)
+    if len(want):
+        assert float(got.boxes[:, 2].max()) <= image_size[1] and float(got.boxes[:, 3].max()) <= image_size[0]
+
+
 class Graph(torch.nn.Module):
     """``(*raw outputs, image_size) -> export_postprocess values`` of a head, for ``torch.export``."""
 
